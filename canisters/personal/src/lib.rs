@@ -1,1 +1,92 @@
+//! The personal canister: one user's capsule, served with the same API as the shared backend, filled
+//! once by the factory through the import API.
 
+use candid::{CandidType, Deserialize, Principal};
+use capsule::transfer::{
+    self, BlobChunk, ConnectionBatch, ImportAck, ImportBegin, ImportStatus, MemoryBatch,
+};
+use capsule::{Manifest, Result};
+
+#[derive(CandidType, Deserialize, Clone, Debug)]
+pub struct PersonalInit {
+    /// The user this canister belongs to: the only principal that can hold a capsule here.
+    pub owner: Principal,
+    /// The factory allowed to import the owner's capsule, once, until it finalizes.
+    pub importer: Option<Principal>,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ApiVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+/// The API version this build serves. The factory migrates only into a matching major version.
+pub const API_VERSION: ApiVersion = ApiVersion {
+    major: if cfg!(feature = "next_major_api") {
+        2
+    } else {
+        1
+    },
+    minor: 0,
+};
+
+#[ic_cdk::init]
+fn init(arg: PersonalInit) {
+    transfer::init(arg.owner, arg.importer);
+}
+
+#[ic_cdk::post_upgrade]
+fn post_upgrade() {
+    transfer::restore();
+}
+
+capsule::capsule_endpoints!();
+
+#[ic_cdk::query]
+fn api_version() -> ApiVersion {
+    API_VERSION
+}
+
+#[ic_cdk::update]
+fn import_begin(req: ImportBegin) -> Result<ImportStatus> {
+    transfer::begin(ic_cdk::api::msg_caller(), req)
+}
+
+#[ic_cdk::update]
+fn import_blob_chunk(chunk: BlobChunk) -> Result<ImportAck> {
+    transfer::put_chunk(ic_cdk::api::msg_caller(), chunk)
+}
+
+#[ic_cdk::update]
+fn import_memories(batch: MemoryBatch) -> Result<ImportAck> {
+    transfer::put_memories(ic_cdk::api::msg_caller(), batch)
+}
+
+#[ic_cdk::update]
+fn import_connections(batch: ConnectionBatch) -> Result<ImportAck> {
+    transfer::put_connections(ic_cdk::api::msg_caller(), batch)
+}
+
+#[ic_cdk::update]
+fn import_finalize() -> Result<Manifest> {
+    transfer::finalize(ic_cdk::api::msg_caller())
+}
+
+#[ic_cdk::query]
+fn import_status() -> ImportStatus {
+    transfer::status()
+}
+
+/// The manifest of the owner's capsule as stored now, for the importer's verification and the owner.
+#[ic_cdk::query]
+fn manifest() -> Result<Manifest> {
+    transfer::manifest_for(ic_cdk::api::msg_caller())
+}
+
+ic_cdk::export_candid!();
+
+/// The Candid service this code exports (the checked-in `personal.did` must equal it).
+pub fn candid_interface() -> String {
+    __export_service()
+}
