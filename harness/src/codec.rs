@@ -22,6 +22,12 @@ pub struct Interface {
     pub init_args: Vec<Type>,
 }
 
+impl std::fmt::Debug for Interface {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Interface({} methods)", self.methods().len())
+    }
+}
+
 impl Interface {
     pub fn load_file(path: &Path) -> Result<Interface, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;

@@ -11,4 +11,7 @@ pub mod codec;
 pub mod diag;
 pub mod model;
 pub mod paths;
+pub mod plan;
+pub mod runner;
+pub mod suite;
 pub mod yaml;

@@ -1,0 +1,230 @@
+//! The runner end to end on the toy IC: steps, captures, matchers, variants, failure reports,
+//! determinism of transcripts.
+
+mod common;
+
+use harness::runner::{self, Status};
+use std::sync::Arc;
+
+const TOY: &str = r#"
+schema: 1
+name: toy notes
+tags: [smoke, toy]
+identities: [alice, bob, admin]
+vars:
+  title: holiday
+canisters:
+  notes:
+    crate: toy
+    features: [failpoints]
+    init: {admins: [admin], max_size: 16}
+invariants:
+  - id: count-bounded
+    check: notes.count
+    expect: {le: 10}
+variants:
+  backends: [embedded, pocketic]
+  fault_at_each_stage:
+    - name: put-rejects
+      fault: {target: notes, method: put, action: {reject: {code: SysTransient, message: injected}}}
+  upgrade_at_each_stage:
+    - canister: notes
+steps:
+  - id: put
+    stage: true
+    call: notes.put
+    as: alice
+    args: ["${title} photos", 0x010203]
+    expect: {Ok: {size: 3}}
+    capture: {note: $.Ok.id}
+  - id: read
+    stage: true
+    query: notes.get
+    as: alice
+    args: ${note}
+    expect: {Ok: 0x010203}
+  - id: big
+    call: notes.put
+    as: alice
+    args: [big, {repeat: "00", len: 17}]
+    expect: {Err: {TooLarge: {max: 16}}}
+  - id: anon
+    call: notes.put
+    as: anonymous
+    args: [x, 0x00]
+    expect: {Err: Unauthorized}
+  - id: not-owner
+    query: notes.get
+    as: bob
+    args: ${note}
+    expect: {Err: Unauthorized}
+  - id: later
+    advance_time: 1h30m
+  - id: listed
+    check: notes.list
+    as: bob
+    expect:
+      len: 1
+      each: {owner: alice, title: {regex: "^holiday"}, created: {ge: 0}}
+  - id: sub
+    submit: notes.put
+    as: bob
+    args: [second, {utf8: "hi"}]
+  - id: got
+    await: sub
+    expect: {Ok: {id: {gt: 0}}}
+  - id: up
+    upgrade: notes
+    features: [failpoints, extra]
+  - id: kept
+    check: notes.count
+    expect: 2
+  - id: arm
+    failpoint: notes
+    as: admin
+    args: {name: put}
+  - id: fires
+    call: notes.put
+    as: alice
+    args: [y, 0x00]
+    reject: {code: CanisterError, message: {regex: "failpoint put"}}
+on_fault:
+  - id: still-readable
+    check: notes.count
+    expect: {ge: 0}
+"#;
+
+fn load(text: &str) -> (harness::plan::Project, Arc<harness::plan::Loaded>) {
+    let (project, dir) = common::project();
+    let file = common::write(&dir, "toy.yaml", text);
+    let loaded = harness::plan::load(&project, &file).unwrap_or_else(|ds| panic!("{}", ds.iter().map(|d| d.to_string()).collect::<String>()));
+    (project, Arc::new(loaded))
+}
+
+#[test]
+fn variants_expand_into_named_trials() {
+    let (_, l) = load(TOY);
+    let names: Vec<String> = runner::expand(&l).into_iter().map(|t| t.name).collect();
+    let id = &l.id;
+    assert!(names.contains(&format!("{id}::embedded::base")), "{names:?}");
+    assert!(names.contains(&format!("{id}::pocketic::base")));
+    assert!(names.contains(&format!("{id}::embedded::fault=put-rejects@put")));
+    assert!(names.contains(&format!("{id}::embedded::fault=put-rejects@read")));
+    assert!(names.contains(&format!("{id}::embedded::upgrade=notes@read")));
+    assert_eq!(names.len(), 2 * (1 + 2 + 2));
+}
+
+#[test]
+fn base_trial_passes_with_captures_matchers_upgrade_and_failpoint() {
+    let (project, l) = load(TOY);
+    let t = runner::expand(&l).into_iter().find(|t| t.variant_name == "base" && t.backend.name() == "embedded").unwrap();
+    let r = runner::run_trial(&project, &t, &common::options("v1"));
+    assert_eq!(r.status, Status::Pass, "{}", r.message);
+    let text = serde_json::to_string(&r.transcript).unwrap();
+    assert!(text.contains("\"captured\":{\"note\":0}"), "{text}");
+    assert!(text.contains("\"as\":\"alice\""), "principals by name: {text}");
+    assert!(text.contains("T+1h30m"), "relative time: {text}");
+    assert!(text.contains("\"build\":\"toy+extra+failpoints\""), "{text}");
+    assert!(r.coverage.cases.get("toy.put").map(|c| c.contains("Err.TooLarge")).unwrap_or(false), "{:?}", r.coverage.cases);
+    let summary = r.coverage.summary();
+    assert!(summary.contains("toy: 5/6 Candid methods called; never called: version"), "{summary}");
+}
+
+#[test]
+fn same_scenario_twice_gives_the_same_transcript_byte_for_byte() {
+    let (project, l) = load(TOY);
+    for t in runner::expand(&l).into_iter().filter(|t| t.backend.name() == "embedded") {
+        let a = runner::run_trial(&project, &t, &common::options("v1"));
+        let b = runner::run_trial(&project, &t, &common::options("v1"));
+        let ya = serde_json::to_string_pretty(&a.transcript).unwrap();
+        let yb = serde_json::to_string_pretty(&b.transcript).unwrap();
+        assert_eq!(ya, yb, "{}", t.name);
+    }
+}
+
+#[test]
+fn fault_and_upgrade_variants_run_and_fill_coverage_cells() {
+    let (project, l) = load(TOY);
+    let mut cov = runner::Coverage::default();
+    for t in runner::expand(&l).into_iter().filter(|t| t.backend.name() == "embedded" && t.variant_name != "base") {
+        let r = runner::run_trial(&project, &t, &common::options("v1"));
+        assert_eq!(r.status, Status::Pass, "{}: {}", t.name, r.message);
+        cov.merge(&r.coverage);
+    }
+    let s = cov.summary();
+    assert!(s.contains("fault=put-rejects: ✓put ✓read"), "{s}");
+    assert!(s.contains("upgrade=notes: ✓put ✓read"), "{s}");
+}
+
+#[test]
+fn failure_report_has_table_mismatch_logs_and_repro() {
+    let bad = TOY.replace("expect: {Ok: {size: 3}}", "expect: {Ok: {size: 4}}");
+    let (project, l) = load(&bad);
+    let t = runner::expand(&l).into_iter().find(|t| t.variant_name == "base" && t.backend.name() == "embedded").unwrap();
+    let r = runner::run_trial(&project, &t, &common::options("v1"));
+    assert_eq!(r.status, Status::Fail);
+    let m = &r.message;
+    assert!(m.contains("✗ put"), "{m}");
+    assert!(m.contains("$.Ok.size: expected 4, got 3"), "{m}");
+    assert!(m.contains("· read"), "{m}");
+    assert!(m.contains("notes [T+0s] put holiday photos by alice"), "{m}");
+    assert!(m.contains("reproduce: scripts/scenario.sh"), "{m}");
+    assert!(m.contains("--variant 'base'"), "{m}");
+    assert!(m.contains("30 |     expect: {Ok: {size: 4}}"), "{m}");
+}
+
+#[test]
+fn invariant_failures_name_the_step() {
+    let bad = TOY.replace("expect: {le: 10}", "expect: {lt: 1}");
+    let (project, l) = load(&bad);
+    let t = runner::expand(&l).into_iter().find(|t| t.variant_name == "base" && t.backend.name() == "embedded").unwrap();
+    let r = runner::run_trial(&project, &t, &common::options("v1"));
+    assert_eq!(r.status, Status::Fail);
+    assert!(r.message.contains("invariant `invariant.count-bounded` does not hold after step `put`"), "{}", r.message);
+}
+
+#[test]
+fn unmet_requirements_skip_with_a_reason() {
+    let (project, l) = load(&TOY.replace("tags: [smoke, toy]", "tags: [smoke, toy]\nrequires: {backends: [pocketic]}"));
+    let t = runner::expand(&l).into_iter().find(|t| t.backend.name() == "embedded").unwrap();
+    let why = runner::skip_reason(&project, &t).unwrap();
+    assert!(why.contains("requires backend pocketic"), "{why}");
+    let t = runner::expand(&l).into_iter().find(|t| t.backend.name() == "pocketic").unwrap();
+    assert!(runner::skip_reason(&project, &t).is_some());
+    let (project, l) = load(&TOY.replace("tags: [smoke, toy]", "tags: [smoke, toy]\nrequires: {features: [extra]}"));
+    let t = runner::expand(&l).into_iter().find(|t| t.backend.name() == "embedded").unwrap();
+    let why = runner::skip_reason(&project, &t);
+    // the embedded backend may not be compiled in; either way there is a reason and it is not silent
+    if cfg!(feature = "embedded") {
+        assert!(why.unwrap().contains("requires feature `extra`"));
+    } else {
+        assert!(why.is_some());
+    }
+}
+
+#[test]
+fn tags_filter() {
+    let (_, l) = load(TOY);
+    assert!(runner::tags_selected(&l, "smoke"));
+    assert!(runner::tags_selected(&l, ""));
+    assert!(!runner::tags_selected(&l, "!toy"));
+    assert!(!runner::tags_selected(&l, "slow"));
+    assert!(runner::tags_selected(&l, "slow,smoke"));
+}
+
+#[test]
+fn junit_and_timing() {
+    use harness::suite::{exit_code, junit, timing, Finished};
+    use std::time::Duration;
+    let rs = vec![
+        Finished { name: "a/b::embedded::base".into(), status: Status::Pass, message: String::new(), elapsed: Duration::from_millis(10) },
+        Finished { name: "a/b::pocketic::base".into(), status: Status::Skip, message: "no server".into(), elapsed: Duration::ZERO },
+        Finished { name: "a/c::embedded::base".into(), status: Status::Fail, message: "x <y>".into(), elapsed: Duration::from_millis(30) },
+    ];
+    let x = junit(&rs);
+    assert!(x.contains("<skipped message=\"no server\"/>"));
+    assert!(x.contains("x &lt;y&gt;"));
+    assert!(timing(&rs, Duration::from_millis(50)).contains("median"));
+    assert_eq!(exit_code(&rs), 4);
+    assert_eq!(exit_code(&rs[1..2]), 5);
+}
