@@ -137,8 +137,8 @@ impl fmt::Display for Diagnostic {
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(score, _)| *score > 0.75)
+        .map(|c| (strsim::jaro_winkler(word, c).max(strsim::normalized_damerau_levenshtein(word, c)), c))
+        .filter(|(score, _)| *score > 0.6)
         .max_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal))
         .map(|(_, c)| c)
 }
