@@ -1,9 +1,16 @@
 //! The shared backend canister: every user's capsule, and (feature `personal_canister_creation`) the
 //! factory that moves a capsule into the user's own personal canister.
 
+#[cfg(feature = "personal_canister_creation")]
+use candid::Nat;
 use candid::{CandidType, Deserialize, Principal};
 
 mod admin;
+#[cfg(feature = "personal_canister_creation")]
+pub mod factory;
+// The factory's types must be in scope here for `export_candid!`.
+#[cfg(feature = "personal_canister_creation")]
+use factory::api::*;
 
 #[derive(CandidType, Deserialize, Clone, Debug, Default)]
 pub struct BackendInit {
@@ -35,13 +42,44 @@ fn init(arg: BackendInit) {
     for a in arg.admins {
         admin::add(a);
     }
+    #[cfg(feature = "personal_canister_creation")]
+    factory::driver::start();
 }
 
+#[ic_cdk::pre_upgrade]
+fn pre_upgrade() {
+    #[cfg(feature = "personal_canister_creation")]
+    factory::driver::guard_upgrade();
+}
+
+/// Everything lives in stable structures; an upgrade only adds the admins it names and re-arms the
+/// factory's driver, so a migration in flight resumes from its persisted facts.
 #[ic_cdk::post_upgrade]
 fn post_upgrade(arg: Option<BackendInit>) {
     for a in arg.map(|a| a.admins).unwrap_or_default() {
         admin::add(a);
     }
+    #[cfg(feature = "personal_canister_creation")]
+    factory::driver::start();
+}
+
+/// Drops ingress that would be refused anyway before it costs the canister anything: the anonymous
+/// principal's updates, and admin methods from non-admins. The methods check again themselves.
+#[ic_cdk::inspect_message]
+fn inspect_message() {
+    let caller = ic_cdk::api::msg_caller();
+    if caller == Principal::anonymous() {
+        return;
+    }
+    let method = ic_cdk::api::msg_method_name();
+    #[cfg(feature = "personal_canister_creation")]
+    if factory::ADMIN_METHODS.contains(&method.as_str()) && !admin::is_admin(caller) {
+        return;
+    }
+    if ["admin_add", "admin_remove"].contains(&method.as_str()) && !admin::is_admin(caller) {
+        return;
+    }
+    ic_cdk::api::accept_message();
 }
 
 capsule::capsule_endpoints!();

@@ -15,6 +15,22 @@ use ic_stable_structures::{Cell as StableCell, StableBTreeMap};
 use serde_bytes::ByteBuf;
 use std::cell::RefCell;
 
+/// The personal canister's init argument.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PersonalInit {
+    /// The user the canister belongs to: the only principal that can hold a capsule there.
+    pub owner: Principal,
+    /// The factory allowed to import the owner's capsule, once, until it finalizes.
+    pub importer: Option<Principal>,
+}
+
+/// What `api_version` answers; the factory migrates only into the major version it knows.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ApiVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct CapsuleSnapshot {
     pub name: String,

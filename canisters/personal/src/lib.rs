@@ -1,25 +1,11 @@
 //! The personal canister: one user's capsule, served with the same API as the shared backend, filled
 //! once by the factory through the import API.
 
-use candid::{CandidType, Deserialize, Principal};
 use capsule::transfer::{
-    self, BlobChunk, ConnectionBatch, ImportAck, ImportBegin, ImportStatus, MemoryBatch,
+    self, ApiVersion, BlobChunk, ConnectionBatch, ImportAck, ImportBegin, ImportStatus,
+    MemoryBatch, PersonalInit,
 };
 use capsule::{Manifest, Result};
-
-#[derive(CandidType, Deserialize, Clone, Debug)]
-pub struct PersonalInit {
-    /// The user this canister belongs to: the only principal that can hold a capsule here.
-    pub owner: Principal,
-    /// The factory allowed to import the owner's capsule, once, until it finalizes.
-    pub importer: Option<Principal>,
-}
-
-#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct ApiVersion {
-    pub major: u32,
-    pub minor: u32,
-}
 
 /// The API version this build serves. The factory migrates only into a matching major version.
 pub const API_VERSION: ApiVersion = ApiVersion {

@@ -1,0 +1,278 @@
+//! Candid types of the factory API.
+
+use candid::{CandidType, Deserialize, Nat, Principal};
+use capsule::Manifest;
+
+/// The user's creation request. Fields the MVP does not know are ignored by Candid decoding.
+#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct CreatePersonalCanisterConfig {
+    pub name: Option<String>,
+    /// Recorded; the canister is created on the factory's own subnet.
+    pub subnet_id: Option<Principal>,
+}
+
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CreationState {
+    NotStarted,
+    Exporting,
+    Creating,
+    Installing,
+    Importing,
+    Verifying,
+    Completed,
+    Failed,
+}
+
+impl CreationState {
+    pub fn is_active(self) -> bool {
+        !matches!(self, CreationState::Completed | CreationState::Failed)
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            CreationState::NotStarted => "NotStarted",
+            CreationState::Exporting => "Exporting",
+            CreationState::Creating => "Creating",
+            CreationState::Installing => "Installing",
+            CreationState::Importing => "Importing",
+            CreationState::Verifying => "Verifying",
+            CreationState::Completed => "Completed",
+            CreationState::Failed => "Failed",
+        }
+    }
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum FactoryErrorKind {
+    AnonymousCaller,
+    NotAdmin,
+    NotAllowed,
+    NoCapsule,
+    CreationDisabled,
+    InvalidConfig {
+        field: String,
+        reason: String,
+    },
+    JobNotFound,
+    JobNotFailed {
+        state: CreationState,
+    },
+    JobActive {
+        state: CreationState,
+    },
+    ReserveInsufficient {
+        reserve: Nat,
+        required: Nat,
+    },
+    BalanceInsufficient {
+        balance: Nat,
+        required: Nat,
+    },
+    NoPersonalWasm,
+    WasmHashMismatch {
+        expected: String,
+        actual: String,
+    },
+    WasmTooLarge {
+        max: u64,
+        actual: u64,
+    },
+    /// A call was rejected by the IC or its callee (transient ones are retried first).
+    CallRejected {
+        method: String,
+        code: u32,
+        message: String,
+    },
+    /// The personal canister answered an import call with a typed error.
+    ImportRejected {
+        method: String,
+        error: capsule::Error,
+    },
+    VersionMismatch {
+        expected_major: u32,
+        actual_major: u32,
+        actual_minor: u32,
+    },
+    ManifestMismatch {
+        expected: Manifest,
+        actual: Manifest,
+    },
+    HandoffUnconfirmed {
+        controllers: Vec<Principal>,
+    },
+    /// The backend was upgraded (skipping its in-flight guard) while create_canister was in flight: a
+    /// canister may exist that the factory never learned of. An admin must check before retrying.
+    CreateOutcomeUnknown,
+    CanisterMissing,
+    Failpoint {
+        name: String,
+    },
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FactoryError {
+    pub kind: FactoryErrorKind,
+    pub message: String,
+    /// The stage the error happened in, for job failures.
+    pub stage: Option<CreationState>,
+}
+
+impl FactoryError {
+    pub fn new(kind: FactoryErrorKind, message: impl Into<String>) -> Self {
+        FactoryError {
+            kind,
+            message: message.into(),
+            stage: None,
+        }
+    }
+    pub fn at(mut self, stage: CreationState) -> Self {
+        self.stage = Some(stage);
+        self
+    }
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub memories_total: u64,
+    pub memories_imported: u64,
+    pub bytes_total: u64,
+    pub bytes_imported: u64,
+    pub connections_total: u64,
+    pub connections_imported: u64,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CreationStatus {
+    pub user: Principal,
+    pub state: CreationState,
+    pub canister_id: Option<Principal>,
+    pub cycles_consumed: Nat,
+    pub attempts: u32,
+    pub retries: u32,
+    pub last_error: Option<FactoryError>,
+    pub progress: Progress,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RegistryEntry {
+    pub canister_id: Principal,
+    pub created_by: Principal,
+    pub created_at: u64,
+    pub status: CreationState,
+    pub cycles_consumed: Nat,
+    pub updated_at: u64,
+    /// Set when an admin deleted the canister in a cleanup.
+    pub deleted: bool,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ReserveStatus {
+    /// Cycles set aside for funding personal canisters.
+    pub reserve: Nat,
+    /// A creation must leave at least this much in the reserve.
+    pub min_reserve: Nat,
+    pub cycles_per_canister: Nat,
+    pub alert_below: Nat,
+    pub total_consumed: Nat,
+    pub canister_balance: Nat,
+    pub low: bool,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ReserveAlert {
+    pub at: u64,
+    pub reserve: Nat,
+    pub alert_below: Nat,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct FactoryConfigUpdate {
+    pub cycles_per_canister: Option<Nat>,
+    pub min_reserve: Option<Nat>,
+    pub alert_below: Option<Nat>,
+    pub max_concurrent_jobs: Option<u32>,
+    pub max_step_attempts: Option<u32>,
+    /// Modules larger than this are installed with chunked install.
+    pub chunked_install_threshold: Option<u64>,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FactoryConfigView {
+    pub enabled: bool,
+    pub cycles_per_canister: Nat,
+    pub min_reserve: Nat,
+    pub alert_below: Nat,
+    pub max_concurrent_jobs: u32,
+    pub max_step_attempts: u32,
+    pub chunked_install_threshold: u64,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct StageCount {
+    pub stage: CreationState,
+    pub count: u64,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FactoryStats {
+    pub attempted: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub failed_by_stage: Vec<StageCount>,
+    pub retries: u64,
+    pub active_jobs: u64,
+    pub cycles_consumed: Nat,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct WasmInfo {
+    pub sha256: String,
+    pub len: u64,
+    pub staged_chunks: u32,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobPageRequest {
+    pub state: Option<CreationState>,
+    pub after: Option<Principal>,
+    pub limit: Option<u32>,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct JobPage {
+    pub items: Vec<CreationStatus>,
+    pub next: Option<Principal>,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegistryPageRequest {
+    pub status: Option<CreationState>,
+    pub after: Option<Principal>,
+    pub limit: Option<u32>,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RegistryPage {
+    pub items: Vec<RegistryEntry>,
+    pub next: Option<Principal>,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum FailpointAction {
+    Trap,
+    Error,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FailpointArm {
+    /// A site name such as "create.before" (see `failpoints_list`).
+    pub name: String,
+    pub action: FailpointAction,
+    /// Fire on the n-th hit from now (1 = the next one).
+    pub nth: u32,
+    /// How many hits it fires for from then on (default 1).
+    pub times: Option<u32>,
+}
+
+pub type FactoryResult<T> = Result<T, FactoryError>;

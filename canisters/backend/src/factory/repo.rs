@@ -1,0 +1,245 @@
+//! The factory's stable state: configuration with reserve and counters, one job per user, the
+//! registry of created canisters, low-reserve alerts, and the personal WASM store.
+
+use super::api::*;
+use candid::{CandidType, Deserialize, Principal};
+use capsule::store::{memory, Region, VMem};
+use capsule::{candid_storable, Manifest};
+use ic_stable_structures::{Cell, StableBTreeMap};
+use serde_bytes::ByteBuf;
+use std::cell::RefCell;
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FactoryState {
+    pub enabled: bool,
+    pub cycles_per_canister: u128,
+    pub min_reserve: u128,
+    pub alert_below: u128,
+    pub max_concurrent_jobs: u32,
+    pub max_step_attempts: u32,
+    pub chunked_install_threshold: u64,
+    pub reserve: u128,
+    pub total_consumed: u128,
+    pub low_alerted: bool,
+    pub attempted: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub retries: u64,
+    pub failed_by_stage: Vec<(CreationState, u64)>,
+    pub wasm_sha256: Option<ByteBuf>,
+    pub wasm_len: u64,
+    pub next_alert: u64,
+}
+candid_storable!(FactoryState);
+
+impl Default for FactoryState {
+    fn default() -> Self {
+        FactoryState {
+            enabled: true,
+            cycles_per_canister: 2_000_000_000_000,
+            min_reserve: 1_000_000_000_000,
+            alert_below: 10_000_000_000_000,
+            max_concurrent_jobs: 10,
+            max_step_attempts: 5,
+            chunked_install_threshold: 1_900_000,
+            reserve: 0,
+            total_consumed: 0,
+            low_alerted: false,
+            attempted: 0,
+            succeeded: 0,
+            failed: 0,
+            retries: 0,
+            failed_by_stage: vec![],
+            wasm_sha256: None,
+            wasm_len: 0,
+            next_alert: 0,
+        }
+    }
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlobCursor {
+    pub memory_id: u64,
+    pub next_chunk: u32,
+}
+
+/// How far the import has got; every field is written right after the personal canister acked it.
+#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportCursor {
+    pub begun: bool,
+    pub memory_after: Option<u64>,
+    pub memory_seq: u64,
+    pub blob: Option<BlobCursor>,
+    pub memories_done: bool,
+    pub connection_after: Option<Principal>,
+    pub connection_seq: u64,
+    pub connections_done: bool,
+    pub finalized: bool,
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    pub user: Principal,
+    pub state: CreationState,
+    pub config: CreatePersonalCanisterConfig,
+    pub canister_id: Option<Principal>,
+    /// Set just before create_canister is sent, cleared when its answer is recorded.
+    pub create_in_flight: bool,
+    pub cycles_spent: u128,
+    pub expected: Option<Manifest>,
+    pub installed_module_hash: Option<ByteBuf>,
+    /// A retry after a partial import: the canister must be reinstalled before importing again.
+    pub needs_reinstall: bool,
+    pub cursor: ImportCursor,
+    pub handoff_done: bool,
+    pub attempts: u32,
+    pub retries: u32,
+    pub last_error: Option<FactoryError>,
+    pub next_attempt_at: u64,
+    pub progress: Progress,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+candid_storable!(Job);
+
+impl Job {
+    pub fn new(user: Principal, config: CreatePersonalCanisterConfig, now: u64) -> Self {
+        Job {
+            user,
+            state: CreationState::NotStarted,
+            config,
+            canister_id: None,
+            create_in_flight: false,
+            cycles_spent: 0,
+            expected: None,
+            installed_module_hash: None,
+            needs_reinstall: false,
+            cursor: ImportCursor::default(),
+            handoff_done: false,
+            attempts: 0,
+            retries: 0,
+            last_error: None,
+            next_attempt_at: now,
+            progress: Progress::default(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    pub fn status(&self) -> CreationStatus {
+        CreationStatus {
+            user: self.user,
+            state: self.state,
+            canister_id: self.canister_id,
+            cycles_consumed: self.cycles_spent.into(),
+            attempts: self.attempts,
+            retries: self.retries,
+            last_error: self.last_error.clone(),
+            progress: self.progress.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct StoredEntry(pub RegistryEntry);
+candid_storable!(StoredEntry);
+
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct StoredAlert(pub ReserveAlert);
+candid_storable!(StoredAlert);
+
+pub struct Repo {
+    pub state: Cell<FactoryState, VMem>,
+    pub jobs: StableBTreeMap<Principal, Job, VMem>,
+    pub registry: StableBTreeMap<Principal, StoredEntry, VMem>,
+    pub alerts: StableBTreeMap<u64, StoredAlert, VMem>,
+    /// The active personal WASM, in 1 MiB pieces.
+    pub wasm: StableBTreeMap<u32, Vec<u8>, VMem>,
+    /// An upload in progress, committed into `wasm` by `personal_wasm_commit`.
+    pub wasm_staged: StableBTreeMap<u32, Vec<u8>, VMem>,
+}
+
+thread_local! {
+    static REPO: RefCell<Repo> = RefCell::new(Repo {
+        state: Cell::init(memory(Region::FactoryConfig), FactoryState::default()),
+        jobs: StableBTreeMap::init(memory(Region::FactoryJobs)),
+        registry: StableBTreeMap::init(memory(Region::FactoryRegistry)),
+        alerts: StableBTreeMap::init(memory(Region::FactoryAlerts)),
+        wasm: StableBTreeMap::init(memory(Region::FactoryWasm)),
+        wasm_staged: StableBTreeMap::init(memory(Region::FactoryWasmChunks)),
+    });
+}
+
+pub fn with<R>(f: impl FnOnce(&mut Repo) -> R) -> R {
+    REPO.with(|r| f(&mut r.borrow_mut()))
+}
+
+pub fn state() -> FactoryState {
+    with(|r| r.state.get().clone())
+}
+
+pub fn update_state(f: impl FnOnce(&mut FactoryState)) {
+    with(|r| {
+        let mut s = r.state.get().clone();
+        f(&mut s);
+        r.state.set(s);
+    })
+}
+
+pub fn job(user: Principal) -> Option<Job> {
+    with(|r| r.jobs.get(&user))
+}
+
+pub fn save_job(job: &Job) {
+    with(|r| r.jobs.insert(job.user, job.clone()));
+}
+
+pub fn registry_entry(canister_id: Principal) -> Option<RegistryEntry> {
+    with(|r| r.registry.get(&canister_id).map(|e| e.0))
+}
+
+pub fn save_entry(entry: RegistryEntry) {
+    with(|r| r.registry.insert(entry.canister_id, StoredEntry(entry)));
+}
+
+/// Mirrors a job's state (and cycles) into its canister's registry entry.
+pub fn sync_registry(job: &Job) {
+    if let Some(id) = job.canister_id {
+        if let Some(mut entry) = registry_entry(id) {
+            entry.status = job.state;
+            entry.cycles_consumed = job.cycles_spent.into();
+            entry.updated_at = job.updated_at;
+            save_entry(entry);
+        }
+    }
+}
+
+pub fn active_wasm() -> Option<(Vec<u8>, Vec<u8>)> {
+    with(|r| {
+        let sha = r.state.get().wasm_sha256.clone()?;
+        let mut bytes = Vec::with_capacity(r.state.get().wasm_len as usize);
+        for piece in r.wasm.values() {
+            bytes.extend_from_slice(&piece);
+        }
+        Some((bytes, sha.into_vec()))
+    })
+}
+
+pub fn record_alert(now: u64, reserve: u128, alert_below: u128) {
+    with(|r| {
+        let mut s = r.state.get().clone();
+        let seq = s.next_alert;
+        s.next_alert += 1;
+        r.state.set(s);
+        r.alerts.insert(
+            seq,
+            StoredAlert(ReserveAlert {
+                at: now,
+                reserve: reserve.into(),
+                alert_below: alert_below.into(),
+            }),
+        );
+    });
+}

@@ -1,0 +1,486 @@
+//! The factory's endpoint logic: validate everything, then act. Endpoints in `mod.rs` only pass the
+//! caller and the time in.
+
+use super::api::*;
+use super::driver;
+use super::repo::{self, Job};
+use crate::admin;
+use candid::Principal;
+use sha2::{Digest, Sha256};
+
+const NAME_MAX: usize = 64;
+const PAGE_DEFAULT: usize = 50;
+const PAGE_MAX: usize = 100;
+const WASM_MAX: u64 = 16 * 1024 * 1024;
+const WASM_PIECE_MAX: usize = 1024 * 1024;
+
+fn error(kind: FactoryErrorKind, message: impl Into<String>) -> FactoryError {
+    FactoryError::new(kind, message)
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> FactoryError {
+    let reason = reason.into();
+    error(
+        FactoryErrorKind::InvalidConfig {
+            field: field.into(),
+            reason: reason.clone(),
+        },
+        format!("{field}: {reason}"),
+    )
+}
+
+pub fn require_user(caller: Principal) -> FactoryResult<()> {
+    if caller == Principal::anonymous() {
+        return Err(error(
+            FactoryErrorKind::AnonymousCaller,
+            "sign in first: the anonymous principal has no capsule",
+        ));
+    }
+    Ok(())
+}
+
+pub fn require_admin(caller: Principal) -> FactoryResult<()> {
+    require_user(caller)?;
+    if !admin::is_admin(caller) {
+        return Err(error(
+            FactoryErrorKind::NotAdmin,
+            "only an admin may do this",
+        ));
+    }
+    Ok(())
+}
+
+fn page_limit(limit: Option<u32>) -> FactoryResult<usize> {
+    match limit {
+        None => Ok(PAGE_DEFAULT),
+        Some(n) if n == 0 || n as usize > PAGE_MAX => Err(invalid(
+            "limit",
+            format!("must be between 1 and {PAGE_MAX}"),
+        )),
+        Some(n) => Ok(n as usize),
+    }
+}
+
+// ---- users ----------------------------------------------------------------------------------------
+
+pub fn create(
+    caller: Principal,
+    now: u64,
+    config: Option<CreatePersonalCanisterConfig>,
+) -> FactoryResult<CreationStatus> {
+    require_user(caller)?;
+    let config = config.unwrap_or_default();
+    if let Some(name) = &config.name {
+        if name.len() > NAME_MAX {
+            return Err(invalid(
+                "name",
+                format!("is {} bytes; the limit is {NAME_MAX}", name.len()),
+            ));
+        }
+    }
+    if config.subnet_id == Some(Principal::anonymous()) {
+        return Err(invalid("subnet_id", "is not a subnet id"));
+    }
+    if !repo::state().enabled {
+        return Err(error(
+            FactoryErrorKind::CreationDisabled,
+            "personal canister creation is disabled by the admins; try again later",
+        ));
+    }
+    if let Some(job) = repo::job(caller) {
+        return Ok(job.status());
+    }
+    if !capsule::service::has_capsule(caller) {
+        return Err(error(
+            FactoryErrorKind::NoCapsule,
+            "you have no capsule to move; create one first",
+        ));
+    }
+    let job = Job::new(caller, config, now);
+    repo::save_job(&job);
+    repo::update_state(|s| s.attempted += 1);
+    driver::kick();
+    Ok(job.status())
+}
+
+pub fn status(caller: Principal) -> FactoryResult<Option<CreationStatus>> {
+    require_user(caller)?;
+    Ok(repo::job(caller).map(|j| j.status()))
+}
+
+/// The personal canister the user should use, once the move has completed.
+pub fn personal_canister_of(
+    caller: Principal,
+    user: Principal,
+) -> FactoryResult<Option<Principal>> {
+    require_user(caller)?;
+    if caller != user && !admin::is_admin(caller) {
+        return Err(error(
+            FactoryErrorKind::NotAllowed,
+            "only the user or an admin may look this up",
+        ));
+    }
+    Ok(repo::job(user)
+        .filter(|j| j.state == CreationState::Completed)
+        .and_then(|j| j.canister_id))
+}
+
+/// Starts a failed job again from Exporting, keeping its canister.
+pub fn retry(user: Principal, now: u64) -> FactoryResult<CreationStatus> {
+    let Some(mut job) = repo::job(user) else {
+        return Err(error(
+            FactoryErrorKind::JobNotFound,
+            "there is no creation to retry",
+        ));
+    };
+    if job.state != CreationState::Failed {
+        return Err(error(
+            FactoryErrorKind::JobNotFailed { state: job.state },
+            format!("the creation is {}, not Failed", job.state.name()),
+        ));
+    }
+    if !repo::state().enabled {
+        return Err(error(
+            FactoryErrorKind::CreationDisabled,
+            "personal canister creation is disabled by the admins; try again later",
+        ));
+    }
+    // The capsule may have changed while unlocked: export again, and start the import on a clean canister.
+    job.needs_reinstall |= job.cursor.begun;
+    job.cursor = Default::default();
+    job.expected = None;
+    job.create_in_flight = false;
+    job.state = CreationState::Exporting;
+    job.attempts = 0;
+    job.retries += 1;
+    job.next_attempt_at = now;
+    job.updated_at = now;
+    repo::save_job(&job);
+    repo::sync_registry(&job);
+    repo::update_state(|s| s.retries += 1);
+    driver::kick();
+    Ok(job.status())
+}
+
+// ---- admins: jobs, registry, stats ----------------------------------------------------------------
+
+pub fn jobs(req: JobPageRequest) -> FactoryResult<JobPage> {
+    let limit = page_limit(req.limit)?;
+    let mut items: Vec<CreationStatus> = repo::with(|r| {
+        let start = req.after.unwrap_or(Principal::from_slice(&[]));
+        r.jobs
+            .range(start..)
+            .map(|e| e.value())
+            .filter(|j| Some(j.user) != req.after && req.state.is_none_or(|s| s == j.state))
+            .take(limit + 1)
+            .map(|j| j.status())
+            .collect()
+    });
+    let next = page_next(&mut items, limit, |s| s.user);
+    Ok(JobPage { items, next })
+}
+
+fn page_next<T>(
+    items: &mut Vec<T>,
+    limit: usize,
+    key: impl Fn(&T) -> Principal,
+) -> Option<Principal> {
+    if items.len() > limit {
+        items.pop();
+        items.last().map(key)
+    } else {
+        None
+    }
+}
+
+pub fn registry(req: RegistryPageRequest) -> FactoryResult<RegistryPage> {
+    let limit = page_limit(req.limit)?;
+    let mut items: Vec<RegistryEntry> = repo::with(|r| {
+        let start = req.after.unwrap_or(Principal::from_slice(&[]));
+        r.registry
+            .range(start..)
+            .map(|e| e.value().0)
+            .filter(|e| {
+                Some(e.canister_id) != req.after && req.status.is_none_or(|s| s == e.status)
+            })
+            .take(limit + 1)
+            .collect()
+    });
+    let next = page_next(&mut items, limit, |e| e.canister_id);
+    Ok(RegistryPage { items, next })
+}
+
+pub fn registry_by_user(user: Principal) -> Vec<RegistryEntry> {
+    repo::with(|r| {
+        r.registry
+            .values()
+            .map(|e| e.0)
+            .filter(|e| e.created_by == user)
+            .collect()
+    })
+}
+
+pub fn stats() -> FactoryStats {
+    let s = repo::state();
+    let active = repo::with(|r| r.jobs.values().filter(|j| j.state.is_active()).count() as u64);
+    FactoryStats {
+        attempted: s.attempted,
+        succeeded: s.succeeded,
+        failed: s.failed,
+        failed_by_stage: s
+            .failed_by_stage
+            .iter()
+            .map(|(stage, count)| StageCount {
+                stage: *stage,
+                count: *count,
+            })
+            .collect(),
+        retries: s.retries,
+        active_jobs: active,
+        cycles_consumed: s.total_consumed.into(),
+    }
+}
+
+/// Deletes a failed job's canister (the factory is still its controller) and forgets the job, so the
+/// user can start over. The registry keeps the canister, marked deleted.
+pub async fn cleanup(user: Principal) -> FactoryResult<()> {
+    let Some(job) = repo::job(user) else {
+        return Err(error(FactoryErrorKind::JobNotFound, "no job for this user"));
+    };
+    if job.state != CreationState::Failed {
+        return Err(error(
+            FactoryErrorKind::JobNotFailed { state: job.state },
+            "only failed jobs can be cleaned up",
+        ));
+    }
+    if let Some(id) = job.canister_id {
+        super::ic::stop_and_delete(id).await?;
+        if let Some(mut entry) = repo::registry_entry(id) {
+            entry.deleted = true;
+            entry.updated_at = ic_cdk::api::time();
+            repo::save_entry(entry);
+        }
+    }
+    repo::with(|r| r.jobs.remove(&user));
+    Ok(())
+}
+
+// ---- admins: configuration and reserve ------------------------------------------------------------
+
+pub fn config_view() -> FactoryConfigView {
+    let s = repo::state();
+    FactoryConfigView {
+        enabled: s.enabled,
+        cycles_per_canister: s.cycles_per_canister.into(),
+        min_reserve: s.min_reserve.into(),
+        alert_below: s.alert_below.into(),
+        max_concurrent_jobs: s.max_concurrent_jobs,
+        max_step_attempts: s.max_step_attempts,
+        chunked_install_threshold: s.chunked_install_threshold,
+    }
+}
+
+fn to_u128(field: &str, n: &candid::Nat) -> FactoryResult<u128> {
+    u128::try_from(n.0.clone()).map_err(|_| invalid(field, "is too large"))
+}
+
+pub fn configure(update: FactoryConfigUpdate, now: u64) -> FactoryResult<FactoryConfigView> {
+    let cycles = update
+        .cycles_per_canister
+        .as_ref()
+        .map(|n| to_u128("cycles_per_canister", n))
+        .transpose()?;
+    let min_reserve = update
+        .min_reserve
+        .as_ref()
+        .map(|n| to_u128("min_reserve", n))
+        .transpose()?;
+    let alert_below = update
+        .alert_below
+        .as_ref()
+        .map(|n| to_u128("alert_below", n))
+        .transpose()?;
+    if cycles.is_some_and(|c| c < 500_000_000_000) {
+        return Err(invalid(
+            "cycles_per_canister",
+            "must cover the 500B creation fee",
+        ));
+    }
+    if update
+        .max_concurrent_jobs
+        .is_some_and(|n| n == 0 || n > 100)
+    {
+        return Err(invalid("max_concurrent_jobs", "must be between 1 and 100"));
+    }
+    if update.max_step_attempts.is_some_and(|n| n == 0 || n > 20) {
+        return Err(invalid("max_step_attempts", "must be between 1 and 20"));
+    }
+    if update
+        .chunked_install_threshold
+        .is_some_and(|n| n > 1_900_000)
+    {
+        return Err(invalid(
+            "chunked_install_threshold",
+            "a single install message must stay under 2 MiB",
+        ));
+    }
+    repo::update_state(|s| {
+        s.cycles_per_canister = cycles.unwrap_or(s.cycles_per_canister);
+        s.min_reserve = min_reserve.unwrap_or(s.min_reserve);
+        s.alert_below = alert_below.unwrap_or(s.alert_below);
+        s.max_concurrent_jobs = update.max_concurrent_jobs.unwrap_or(s.max_concurrent_jobs);
+        s.max_step_attempts = update.max_step_attempts.unwrap_or(s.max_step_attempts);
+        s.chunked_install_threshold = update
+            .chunked_install_threshold
+            .unwrap_or(s.chunked_install_threshold);
+    });
+    check_reserve_alert(now);
+    Ok(config_view())
+}
+
+pub fn set_enabled(enabled: bool) {
+    repo::update_state(|s| s.enabled = enabled);
+    if enabled {
+        driver::kick();
+    }
+}
+
+pub fn reserve_status() -> ReserveStatus {
+    let s = repo::state();
+    ReserveStatus {
+        reserve: s.reserve.into(),
+        min_reserve: s.min_reserve.into(),
+        cycles_per_canister: s.cycles_per_canister.into(),
+        alert_below: s.alert_below.into(),
+        total_consumed: s.total_consumed.into(),
+        canister_balance: ic_cdk::api::canister_cycle_balance().into(),
+        low: s.reserve < s.alert_below,
+    }
+}
+
+/// Records (and logs) an alert when the reserve crosses below the alert level; re-arms above it.
+pub fn check_reserve_alert(now: u64) {
+    let s = repo::state();
+    if s.reserve < s.alert_below && !s.low_alerted {
+        ic_cdk::println!(
+            "ALERT: factory cycles reserve {} is below the alert level {}; top it up",
+            s.reserve,
+            s.alert_below
+        );
+        repo::record_alert(now, s.reserve, s.alert_below);
+        repo::update_state(|s| s.low_alerted = true);
+    } else if s.reserve >= s.alert_below && s.low_alerted {
+        repo::update_state(|s| s.low_alerted = false);
+    }
+}
+
+/// Adds the cycles attached to the call to the reserve.
+pub fn top_up(now: u64) -> ReserveStatus {
+    let accepted = ic_cdk::api::msg_cycles_accept(ic_cdk::api::msg_cycles_available());
+    repo::update_state(|s| s.reserve += accepted);
+    check_reserve_alert(now);
+    reserve_status()
+}
+
+/// Sets aside `amount` of the cycles the canister already holds (e.g. deposited with `deposit_cycles`).
+pub fn allocate(amount: candid::Nat, now: u64) -> FactoryResult<ReserveStatus> {
+    let amount = to_u128("amount", &amount)?;
+    let s = repo::state();
+    let balance = ic_cdk::api::canister_cycle_balance();
+    let free = balance.saturating_sub(s.reserve);
+    if amount > free {
+        return Err(error(
+            FactoryErrorKind::BalanceInsufficient {
+                balance: free.into(),
+                required: amount.into(),
+            },
+            format!("only {free} cycles of the balance are not yet in the reserve"),
+        ));
+    }
+    repo::update_state(|s| s.reserve += amount);
+    check_reserve_alert(now);
+    Ok(reserve_status())
+}
+
+pub fn alerts() -> Vec<ReserveAlert> {
+    repo::with(|r| r.alerts.values().map(|a| a.0).collect())
+}
+
+// ---- admins: the personal WASM --------------------------------------------------------------------
+
+pub fn wasm_put_chunk(index: u32, bytes: serde_bytes::ByteBuf) -> FactoryResult<WasmInfo> {
+    if bytes.len() > WASM_PIECE_MAX {
+        return Err(invalid(
+            "bytes",
+            format!("a piece is at most {WASM_PIECE_MAX} bytes"),
+        ));
+    }
+    let staged = repo::with(|r| r.wasm_staged.len());
+    if index as u64 > staged {
+        return Err(invalid(
+            "index",
+            format!("pieces go in order: expected {staged}"),
+        ));
+    }
+    if staged as usize * WASM_PIECE_MAX >= WASM_MAX as usize && index as u64 == staged {
+        return Err(error(
+            FactoryErrorKind::WasmTooLarge {
+                max: WASM_MAX,
+                actual: (staged + 1) * WASM_PIECE_MAX as u64,
+            },
+            "the module is too large",
+        ));
+    }
+    repo::with(|r| r.wasm_staged.insert(index, bytes.into_vec()));
+    Ok(wasm_info())
+}
+
+/// Activates the staged module if its SHA-256 is the expected one; the staging area is cleared either way.
+pub fn wasm_commit(expected_sha256: serde_bytes::ByteBuf) -> FactoryResult<WasmInfo> {
+    let mut module = Vec::new();
+    repo::with(|r| {
+        for piece in r.wasm_staged.values() {
+            module.extend_from_slice(&piece);
+        }
+    });
+    if module.is_empty() {
+        return Err(invalid("module", "no pieces are staged"));
+    }
+    let actual: [u8; 32] = Sha256::digest(&module).into();
+    let clear_staged = || repo::with(|r| r.wasm_staged.clear_new());
+    if actual.as_slice() != expected_sha256.as_slice() {
+        clear_staged();
+        return Err(error(
+            FactoryErrorKind::WasmHashMismatch {
+                expected: hex::encode(&expected_sha256),
+                actual: hex::encode(actual),
+            },
+            "the staged module does not have the expected SHA-256; upload it again",
+        ));
+    }
+    if !module.starts_with(b"\0asm") && !module.starts_with(&[0x1f, 0x8b]) {
+        clear_staged();
+        return Err(invalid("module", "is neither wasm nor gzipped wasm"));
+    }
+    repo::with(|r| {
+        r.wasm.clear_new();
+        for (i, piece) in module.chunks(WASM_PIECE_MAX).enumerate() {
+            r.wasm.insert(i as u32, piece.to_vec());
+        }
+        r.wasm_staged.clear_new();
+    });
+    repo::update_state(|s| {
+        s.wasm_sha256 = Some(serde_bytes::ByteBuf::from(actual.to_vec()));
+        s.wasm_len = module.len() as u64;
+    });
+    Ok(wasm_info())
+}
+
+pub fn wasm_info() -> WasmInfo {
+    let s = repo::state();
+    WasmInfo {
+        sha256: s.wasm_sha256.as_ref().map(hex::encode).unwrap_or_default(),
+        len: s.wasm_len,
+        staged_chunks: repo::with(|r| r.wasm_staged.len() as u32),
+    }
+}
