@@ -25,7 +25,7 @@ out_dir="$PWD/target/canisters"
 mkdir -p "$out_dir"
 
 for crate in "${crates[@]}"; do
-  args=(build --release --locked --target wasm32-unknown-unknown -p "$crate")
+  args=(build --release --target wasm32-unknown-unknown -p "$crate")
   suffix=""
   if [ -n "$no_default" ]; then args+=(--no-default-features); suffix="-nodefault"; fi
   if [ -n "$features" ]; then args+=(--features "$features"); suffix="$suffix+${features//,/+}"; fi
