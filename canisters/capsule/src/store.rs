@@ -37,6 +37,7 @@ pub enum Region {
     FactoryWasmChunks = 25,
     FactoryAlerts = 26,
     Admins = 27,
+    FactoryActiveJobs = 28,
 }
 
 thread_local! {

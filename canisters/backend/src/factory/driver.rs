@@ -80,17 +80,12 @@ fn tick() {
     if free == 0 {
         return;
     }
-    let runnable: Vec<Principal> = repo::with(|r| {
-        r.jobs
-            .iter()
-            .map(|e| e.value())
-            .filter(|j| {
-                j.state.is_active() && j.next_attempt_at <= now && !leased.contains(&j.user)
-            })
-            .map(|j| j.user)
-            .take(free)
-            .collect()
-    });
+    let runnable: Vec<Principal> = repo::active_jobs()
+        .into_iter()
+        .filter(|j| j.next_attempt_at <= now && !leased.contains(&j.user))
+        .map(|j| j.user)
+        .take(free)
+        .collect();
     for user in runnable {
         LEASES.with(|l| l.borrow_mut().insert(user, now + LEASE_NANOS));
         ic_cdk_timers::set_timer(Duration::ZERO, run(user));
@@ -259,6 +254,8 @@ async fn create_once(job: &mut Job) -> FactoryResult<CreationState> {
             ),
         ));
     }
+    // Earmark the cycles in the same message as the preflight, so concurrent jobs cannot overdraw.
+    repo::update_state(|s| s.reserve -= cycles);
     job.create_in_flight = true;
     save(job);
     CREATES_IN_FLIGHT.with(|c| c.set(c.get() + 1));
@@ -268,6 +265,8 @@ async fn create_once(job: &mut Job) -> FactoryResult<CreationState> {
     let canister_id = match created {
         Ok(id) => id,
         Err(e) => {
+            // The IC refunds the attached cycles of a rejected call: give them back to the reserve.
+            repo::update_state(|s| s.reserve += cycles);
             save(job);
             return Err(e.into());
         }
@@ -286,10 +285,7 @@ async fn create_once(job: &mut Job) -> FactoryResult<CreationState> {
         updated_at: t,
         deleted: false,
     });
-    repo::update_state(|s| {
-        s.reserve -= cycles;
-        s.total_consumed += cycles;
-    });
+    repo::update_state(|s| s.total_consumed += cycles);
     super::service::check_reserve_alert(t);
     hit("create.after").await?;
     Ok(CreationState::Installing)

@@ -153,6 +153,8 @@ candid_storable!(StoredAlert);
 pub struct Repo {
     pub state: Cell<FactoryState, VMem>,
     pub jobs: StableBTreeMap<Principal, Job, VMem>,
+    /// Users whose job is not Completed or Failed: what the driver scans.
+    pub active: StableBTreeMap<Principal, (), VMem>,
     pub registry: StableBTreeMap<Principal, StoredEntry, VMem>,
     pub alerts: StableBTreeMap<u64, StoredAlert, VMem>,
     /// The active personal WASM, in 1 MiB pieces.
@@ -165,6 +167,7 @@ thread_local! {
     static REPO: RefCell<Repo> = RefCell::new(Repo {
         state: Cell::init(memory(Region::FactoryConfig), FactoryState::default()),
         jobs: StableBTreeMap::init(memory(Region::FactoryJobs)),
+        active: StableBTreeMap::init(memory(Region::FactoryActiveJobs)),
         registry: StableBTreeMap::init(memory(Region::FactoryRegistry)),
         alerts: StableBTreeMap::init(memory(Region::FactoryAlerts)),
         wasm: StableBTreeMap::init(memory(Region::FactoryWasm)),
@@ -193,7 +196,25 @@ pub fn job(user: Principal) -> Option<Job> {
 }
 
 pub fn save_job(job: &Job) {
-    with(|r| r.jobs.insert(job.user, job.clone()));
+    with(|r| {
+        r.jobs.insert(job.user, job.clone());
+        if job.state.is_active() {
+            r.active.insert(job.user, ());
+        } else {
+            r.active.remove(&job.user);
+        }
+    });
+}
+
+pub fn remove_job(user: Principal) {
+    with(|r| {
+        r.jobs.remove(&user);
+        r.active.remove(&user);
+    });
+}
+
+pub fn active_jobs() -> Vec<Job> {
+    with(|r| r.active.keys().filter_map(|u| r.jobs.get(&u)).collect())
 }
 
 pub fn registry_entry(canister_id: Principal) -> Option<RegistryEntry> {

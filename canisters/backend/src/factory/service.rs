@@ -222,7 +222,7 @@ pub fn registry_by_user(user: Principal) -> Vec<RegistryEntry> {
 
 pub fn stats() -> FactoryStats {
     let s = repo::state();
-    let active = repo::with(|r| r.jobs.values().filter(|j| j.state.is_active()).count() as u64);
+    let active = repo::with(|r| r.active.len());
     FactoryStats {
         attempted: s.attempted,
         succeeded: s.succeeded,
@@ -261,7 +261,7 @@ pub async fn cleanup(user: Principal) -> FactoryResult<()> {
             repo::save_entry(entry);
         }
     }
-    repo::with(|r| r.jobs.remove(&user));
+    repo::remove_job(user);
     Ok(())
 }
 
