@@ -259,19 +259,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
-        let mut wc = wasmtime::Config::new();
-        wc.consume_fuel(true);
-        wc.wasm_simd(true);
-        wc.wasm_relaxed_simd(false);
-        wc.wasm_multi_memory(false);
-        wc.wasm_memory64(false);
-        wc.wasm_tail_call(false);
-        wc.wasm_gc(false);
-        wc.wasm_bulk_memory(true);
-        wc.cranelift_nan_canonicalization(true);
-        let wt = wasmtime::Engine::new(&wc).expect("wasmtime configuration is valid");
-        let mut linker = wasmtime::Linker::new(&wt);
-        runtime::link(&mut linker).expect("ic0 imports link");
+        let (wt, linker) = shared_wasmtime();
         let fees = Arc::new(Fees::from_config(&cfg.fees, &cfg.limits, cfg.subnet_size));
         let seed_hash = |tag: &[u8]| -> [u8; 32] {
             let mut h = Sha256::new();
@@ -338,6 +326,11 @@ impl Engine {
             self.metrics.compile_cache_hits += 1;
             return Ok(c.clone());
         }
+        if let Some(c) = global_cache().lock().ok().and_then(|m| m.get(&key).cloned()) {
+            self.metrics.compile_cache_hits += 1;
+            self.cache.insert(key, c.clone());
+            return Ok(c);
+        }
         let info = wasm::validate(&decoded).map_err(|e| Reject::ic(505, e))?;
         let rewritten = wasm::rewrite(&decoded).map_err(|e| Reject::ic(505, format!("Wasm module has an invalid format: {e}")))?;
         let module = wasmtime::Module::new(&self.wt, &rewritten)
@@ -349,6 +342,9 @@ impl Engine {
         let c = Arc::new(Compiled { pre, module, info, wasm_size: wasm_bytes.len() as u64 });
         self.metrics.modules_compiled += 1;
         self.cache.insert(key, c.clone());
+        if let Ok(mut m) = global_cache().lock() {
+            m.insert(key, c.clone());
+        }
         Ok(c)
     }
 
@@ -2069,6 +2065,37 @@ impl Outcome {
     }
 }
 
+
+/// One wasmtime engine and linker per process: compiled modules are shared by every `Engine` (the cache is
+/// keyed by the module's SHA-256, so this cannot change behaviour, only save compile time).
+fn shared_wasmtime() -> (wasmtime::Engine, wasmtime::Linker<Ctx>) {
+    static SHARED: std::sync::OnceLock<(wasmtime::Engine, wasmtime::Linker<Ctx>)> = std::sync::OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            let mut wc = wasmtime::Config::new();
+            wc.consume_fuel(true);
+            wc.wasm_simd(true);
+            wc.wasm_relaxed_simd(false);
+            wc.wasm_multi_memory(false);
+            wc.wasm_memory64(false);
+            wc.wasm_tail_call(false);
+            wc.wasm_gc(false);
+            wc.wasm_bulk_memory(true);
+            wc.cranelift_nan_canonicalization(true);
+            let wt = wasmtime::Engine::new(&wc).expect("wasmtime configuration is valid");
+            let mut linker = wasmtime::Linker::new(&wt);
+            runtime::link(&mut linker).expect("ic0 imports link");
+            (wt, linker)
+        })
+        .clone()
+}
+
+type ModuleCache = std::sync::Mutex<HashMap<[u8; 32], Arc<Compiled>>>;
+
+fn global_cache() -> &'static ModuleCache {
+    static CACHE: std::sync::OnceLock<ModuleCache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
 
 const INGRESS_MGMT_METHODS: &[&str] = &[
     "provisional_create_canister_with_cycles",
