@@ -167,7 +167,7 @@ pub fn all_connections(caller: Principal) -> Vec<Connection> {
 }
 
 /// Everything observable about `owner`'s capsule, to assert that a refused call changed nothing.
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Fingerprint {
     pub capsule: Option<Capsule>,
     pub manifest: Option<Manifest>,
@@ -194,4 +194,222 @@ pub fn fingerprint(owner: Principal) -> Fingerprint {
         connections,
         status: service::status_of(owner),
     }
+}
+
+/// Runs `f` in a new thread, i.e. against a fresh, empty store, and returns its result.
+pub fn in_fresh_store<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(f)
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+// ---- a sample capsule, built in different orders or with one thing changed --------------------------
+
+pub const SAMPLE_BLOB_LEN: usize = CHUNK_SIZE + 10;
+pub const SAMPLE_INLINE_LEN: usize = 1_000;
+
+pub fn sample_peers() -> [Principal; 3] {
+    [user("peer one"), user("peer two"), user("peer three")]
+}
+
+/// How the sample is put together: the content is the same, the order of the calls is not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Capsule, memories in id order, then connections in peer-list order, then responses.
+    Straight,
+    /// Connections before, between and after the memories, in reverse order; blob chunks uploaded last
+    /// first; an aborted upload first (so the blob lands in other slots); another user's capsule and
+    /// connections interleaved.
+    Shuffled,
+}
+
+/// One small change to the sample's content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    None,
+    CapsuleName,
+    CapsuleBio,
+    Title,
+    Description,
+    Tag,
+    TagOrder,
+    ExtraTag,
+    MimeType,
+    Kind,
+    InlineByte,
+    InlineLength,
+    BlobByteFirstChunk,
+    BlobByteLastChunk,
+    MemoryTime,
+    ConnectionStatus,
+    ConnectionNote,
+    ConnectionPeer,
+    ConnectionTime,
+    MissingConnection,
+    ExtraMemory,
+    DeletedMemory,
+}
+
+fn flip(bytes: &mut [u8], at: usize) {
+    bytes[at] ^= 0x01;
+}
+
+/// Builds the sample capsule of `owner()` in the current thread's store; every call happens at `T0` unless
+/// the mutation says otherwise, so that timestamps do not depend on the order.
+pub fn build_sample(order: Order, mutation: Mutation) {
+    use Mutation as M;
+    let a = owner();
+    let now = T0;
+    let mut name = "Ada".to_string();
+    let mut bio = "Mathematician".to_string();
+    match mutation {
+        M::CapsuleName => name = "Adb".into(),
+        M::CapsuleBio => bio = "Mathematiciam".into(),
+        _ => {}
+    }
+    let mut inline_bytes = pattern(SAMPLE_INLINE_LEN, 11);
+    match mutation {
+        M::InlineByte => flip(&mut inline_bytes, 500),
+        M::InlineLength => {
+            inline_bytes.pop();
+        }
+        _ => {}
+    }
+    let mut blob = pattern(SAMPLE_BLOB_LEN, 13);
+    match mutation {
+        M::BlobByteFirstChunk => flip(&mut blob, 12_345),
+        M::BlobByteLastChunk => flip(&mut blob, SAMPLE_BLOB_LEN - 1),
+        _ => {}
+    }
+    let mut m0 = MemoryInput {
+        title: "letter".into(),
+        description: "to Babbage".into(),
+        tags: vec!["engine".into(), "notes".into()],
+        kind: MemoryKind::Document,
+        mime_type: "text/plain".into(),
+        asset: AssetInput::Inline {
+            bytes: ByteBuf::from(inline_bytes),
+        },
+    };
+    match mutation {
+        M::Title => m0.title = "lettes".into(),
+        M::Description => m0.description = "to Babbagf".into(),
+        M::Tag => m0.tags[1] = "notez".into(),
+        M::TagOrder => m0.tags.reverse(),
+        M::ExtraTag => m0.tags.push("more".into()),
+        M::MimeType => m0.mime_type = "text/plaim".into(),
+        M::Kind => m0.kind = MemoryKind::Other,
+        _ => {}
+    }
+    let m2 = memory_input("just a note", AssetInput::None);
+    let m3 = memory_input("tiny", inline(b"tiny"));
+    let mut peers = sample_peers().to_vec();
+    let mut notes = vec!["colleague".to_string(), String::new(), "friend".to_string()];
+    match mutation {
+        M::ConnectionPeer => peers[0] = user("peer zero"),
+        M::ConnectionNote => notes[2] = "friene".into(),
+        _ => {}
+    }
+    let mut responses = vec![
+        (peers[0], ConnectionResponse::Accept),
+        (peers[1], ConnectionResponse::Block),
+    ];
+    if mutation == M::ConnectionStatus {
+        responses[1].1 = ConnectionResponse::Accept;
+    }
+    let conn_count = if mutation == M::MissingConnection { 2 } else { 3 };
+    let conn_time = |i: usize| {
+        if mutation == M::ConnectionTime && i == 1 {
+            now + 1
+        } else {
+            now
+        }
+    };
+
+    let add_conn = |i: usize| {
+        if i < conn_count {
+            service::connection_add(a, conn_time(i), peers[i], notes[i].clone()).unwrap();
+        }
+    };
+    let add_blob_memory = |reverse: bool| {
+        let s = service::upload_begin(a, now, UploadBegin { total_len: blob.len() as u64 }).unwrap();
+        let mut chunks: Vec<_> = blob.chunks(CHUNK_SIZE).enumerate().collect();
+        if reverse {
+            chunks.reverse();
+        }
+        for (i, c) in chunks {
+            service::upload_put_chunk(a, now, s.upload_id, i as u32, buf(c)).unwrap();
+        }
+        service::upload_finish(a, now, s.upload_id, ByteBuf::from(sha(&blob))).unwrap();
+        let mut m1 = memory_input("video", AssetInput::Upload { upload_id: s.upload_id });
+        m1.kind = MemoryKind::Video;
+        m1.mime_type = "video/mp4".into();
+        service::memory_create(a, now, m1).unwrap();
+    };
+    let m3_time = if mutation == M::MemoryTime { now + 1 } else { now };
+
+    match order {
+        Order::Straight => {
+            service::capsule_create(a, now, capsule_input(&name, &bio)).unwrap();
+            service::memory_create(a, now, m0).unwrap();
+            add_blob_memory(false);
+            service::memory_create(a, now, m2).unwrap();
+            service::memory_create(a, m3_time, m3).unwrap();
+            for i in 0..3 {
+                add_conn(i);
+            }
+            for (p, r) in &responses {
+                service::connection_respond(a, now, *p, *r).unwrap();
+            }
+        }
+        Order::Shuffled => {
+            let other = user("someone else");
+            service::capsule_create(other, now, capsule_input("Other", "")).unwrap();
+            service::capsule_create(a, now, capsule_input("Placeholder", "")).unwrap();
+            // Something stored and then dropped: it must leave no trace.
+            let s = service::upload_begin(a, now, UploadBegin { total_len: 3 * CHUNK_SIZE as u64 }).unwrap();
+            service::upload_put_chunk(a, now, s.upload_id, 1, buf(&vec![5; CHUNK_SIZE])).unwrap();
+            service::upload_abort(a, s.upload_id).unwrap();
+            service::connection_add(a, now, user("temporary"), "gone soon".into()).unwrap();
+            add_conn(2);
+            service::connection_add(other, now, peers[0], "not the owner's".into()).unwrap();
+            service::memory_create(a, now, m0).unwrap();
+            service::memory_create(other, now, memory_input("theirs", inline(b"xyz"))).unwrap();
+            add_conn(1);
+            service::connection_remove(a, now, user("temporary")).unwrap();
+            add_blob_memory(true);
+            for (p, r) in responses.iter().rev() {
+                if *p == peers[1] {
+                    service::connection_respond(a, now, *p, *r).unwrap();
+                }
+            }
+            service::memory_create(a, now, m2).unwrap();
+            add_conn(0);
+            service::connection_respond(a, now, peers[0], ConnectionResponse::Block).unwrap();
+            service::connection_respond(a, now, peers[0], responses[0].1).unwrap();
+            service::memory_create(a, m3_time, m3).unwrap();
+            service::capsule_update(a, now, CapsuleUpdate { name: Some(name), bio: Some(bio) })
+                .unwrap();
+        }
+    }
+    match mutation {
+        M::ExtraMemory => {
+            service::memory_create(a, now, memory_input("extra", AssetInput::None)).unwrap();
+        }
+        M::DeletedMemory => {
+            let m = service::memory_create(a, now, memory_input("extra", AssetInput::None)).unwrap();
+            service::memory_delete(a, now, m.id).unwrap();
+        }
+        _ => {}
+    }
+    // The capsule's `updated_at` is that of its last write: make it the same whatever the order.
+    service::capsule_update(a, now, CapsuleUpdate::default()).unwrap();
+}
+
+/// The sample's manifest, built in a fresh store.
+pub fn sample_manifest(order: Order, mutation: Mutation) -> Manifest {
+    in_fresh_store(move || {
+        build_sample(order, mutation);
+        capsule::manifest::of(owner()).expect("the sample has a capsule")
+    })
 }
