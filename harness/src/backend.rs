@@ -194,6 +194,8 @@ mod embedded {
 
     impl Embedded {
         pub fn new(start_time_nanos: u64, seed: u64) -> Embedded {
+            use sha2::{Digest, Sha256};
+            let seed: [u8; 32] = Sha256::digest(seed.to_le_bytes()).into();
             let cfg = EngineConfig { start_time_nanos, seed, ..EngineConfig::default() };
             Embedded { e: Engine::new(cfg), calls: vec![], faults: vec![] }
         }
@@ -208,12 +210,8 @@ mod embedded {
         }
         fn create_canister(&mut self, controllers: &[Principal], cycles: u128) -> Result<Principal, Reject> {
             let sender = controllers.first().copied().unwrap_or_else(Principal::anonymous);
-            let id = self.e.create_canister(sender, None, cycles).map_err(rej)?;
-            if controllers.len() > 1 {
-                let arg = update_controllers_arg(id, controllers);
-                self.e.update_call(sender, Principal::management_canister(), "update_settings", &arg).map_err(rej)?;
-            }
-            Ok(id)
+            let settings = engine::CanisterSettings { controllers: Some(controllers.to_vec()), ..Default::default() };
+            self.e.create_canister(sender, Some(settings), cycles).map_err(rej)
         }
         fn install(&mut self, sender: Principal, canister: Principal, mode: Install, wasm: &[u8], arg: &[u8]) -> Result<(), Reject> {
             let mode = match mode {

@@ -81,7 +81,13 @@ impl Workspace {
                 .unwrap_or_default();
             // optional dependencies are implicit features too
             let mut features = features;
-            if let Some(deps) = doc.get("dependencies").and_then(|d| d.as_table()) {
+            // (unless some feature names them as `dep:…`)
+            let dep_syntax = doc
+                .get("features")
+                .and_then(|f| f.as_table())
+                .map(|t| t.values().filter_map(|v| v.as_array()).flatten().any(|x| x.as_str().map(|s| s.starts_with("dep:")).unwrap_or(false)))
+                .unwrap_or(false);
+            if let Some(deps) = doc.get("dependencies").and_then(|d| d.as_table()).filter(|_| !dep_syntax) {
                 for (k, v) in deps {
                     if v.get("optional").and_then(|o| o.as_bool()).unwrap_or(false) {
                         features.insert(k.clone());
@@ -127,7 +133,8 @@ fn source_fingerprint(root: &Path, spec: &BuildSpec) -> String {
         for e in rd.flatten() {
             let p = e.path();
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if name == "target" || name.starts_with('.') {
+            // tests, benches and docs do not change a wasm
+            if name == "target" || name == "tests" || name == "benches" || name == "examples" || name.starts_with('.') || name.ends_with(".md") {
                 continue;
             }
             if p.is_dir() {

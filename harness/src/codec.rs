@@ -310,6 +310,18 @@ pub fn blob(n: &Node) -> Result<Vec<u8>, ValueError> {
                         .ok_or_else(|| err(v.span, format!("`{key}` must be a non-negative integer"))),
                 }
             };
+            if let Some(inner) = n.get("sha256_of") {
+                return Ok(Sha256::digest(blob(inner)?).to_vec());
+            }
+            if let Some(inner) = n.get("slice_of") {
+                let whole = blob(inner)?;
+                let off = len("offset")?.unwrap_or(0);
+                let l = len("len")?.unwrap_or(whole.len().saturating_sub(off));
+                if off + l > whole.len() {
+                    return Err(err(n.span, format!("slice {off}..{} is outside the {} bytes", off + l, whole.len())));
+                }
+                return Ok(whole[off..off + l].to_vec());
+            }
             if let Some(t) = n.get("utf8") {
                 let t = t.as_str().ok_or_else(|| err(t.span, "`utf8` takes text"))?;
                 return Ok(t.as_bytes().to_vec());
@@ -326,24 +338,42 @@ pub fn blob(n: &Node) -> Result<Vec<u8>, ValueError> {
                 let seed = len("seed")?.unwrap_or(0) as u64;
                 return Ok(det_bytes(l, seed));
             }
-            Err(err(n.span, "expected a blob: hex text, {utf8: …}, {repeat: <hex>, len: N} or {bytes_of_len: N, seed: k}"))
+            Err(err(
+                n.span,
+                "expected a blob: hex text, {utf8: …}, {repeat: <hex>, len: N}, {bytes_of_len: N, seed: k}, {sha256_of: <blob>} or {slice_of: <blob>, offset: a, len: n}",
+            ))
         }
         _ => Err(err(n.span, format!("expected a blob (hex text), found {}", n.type_name()))),
     }
 }
 
-/// Deterministic pseudo-random bytes (SHA-256 in counter mode).
+/// Deterministic pseudo-random bytes (splitmix64 seeded with `seed`), memoized per thread so that a
+/// scenario can slice and hash the same multi-MiB blob many times cheaply.
 pub fn det_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 32);
-    let mut counter = 0u64;
+    thread_local! {
+        static MEMO: std::cell::RefCell<Vec<((usize, u64), std::rc::Rc<Vec<u8>>)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    if let Some(b) = MEMO.with(|m| m.borrow().iter().find(|(k, _)| *k == (len, seed)).map(|(_, v)| v.clone())) {
+        return (*b).clone();
+    }
+    let mut out = Vec::with_capacity(len + 8);
+    let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
     while out.len() < len {
-        let mut h = Sha256::new();
-        h.update(seed.to_le_bytes());
-        h.update(counter.to_le_bytes());
-        out.extend_from_slice(&h.finalize());
-        counter += 1;
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        out.extend_from_slice(&z.to_le_bytes());
     }
     out.truncate(len);
+    MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= 8 {
+            m.remove(0);
+        }
+        m.push(((len, seed), std::rc::Rc::new(out.clone())));
+    });
     out
 }
 
@@ -431,6 +461,14 @@ pub fn to_value(n: &Node, ty: &Type, env: &TypeEnv, r: &dyn Resolve) -> Result<I
         }
         TypeInner::Text => match &n.kind {
             Kind::Str(s) => Ok(IDLValue::Text(s.clone())),
+            Kind::Map(_) if n.get("repeat").is_some() && n.get("len").is_some() => {
+                let p = n.get("repeat").and_then(|p| p.as_str()).ok_or_else(|| err(n.span, "`repeat` takes text"))?;
+                let l = n.get("len").and_then(parse_big).and_then(|l| usize::try_from(l).ok()).ok_or_else(|| err(n.span, "`len` takes a count"))?;
+                if p.is_empty() {
+                    return Err(err(n.span, "`repeat` needs non-empty text"));
+                }
+                Ok(IDLValue::Text(p.chars().cycle().take(l).collect()))
+            }
             _ => Err(err(n.span, format!("expected text, found {} (quote it to make it text)", n.brief()))),
         },
         TypeInner::Reserved => Ok(IDLValue::Reserved),

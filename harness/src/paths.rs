@@ -16,9 +16,9 @@ pub fn scenarios_dir() -> PathBuf {
     std::env::var("SCENARIO_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("scenarios"))
 }
 
-/// Transcript snapshots: `harness/snapshots/<dir>/<file>__<backend>__<variant>.snap`.
+/// Transcript snapshots: `harness/tests/snapshots/<dir>__<file>__<variant>.snap`.
 pub fn snapshots_dir() -> PathBuf {
-    std::env::var("SCENARIO_SNAPSHOT_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("harness").join("snapshots"))
+    std::env::var("SCENARIO_SNAPSHOT_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("harness").join("tests").join("snapshots"))
 }
 
 /// Per-trial artifacts (failure reports, transcripts, logs).

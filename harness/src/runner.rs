@@ -270,27 +270,26 @@ impl Coverage {
                 s.push_str(&format!("; never called: {}", missing.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")));
             }
             s.push('\n');
-            let mut seen_err = 0;
-            let mut all_err = 0;
-            let mut missing_err = vec![];
-            for (k, cases) in &self.all_cases {
-                if !k.starts_with(&format!("{krate}.")) {
-                    continue;
-                }
-                let seen = self.cases.get(k).cloned().unwrap_or_default();
-                for c in cases.iter().filter(|c| c.starts_with("Err")) {
-                    all_err += 1;
-                    if seen.contains(c) {
-                        seen_err += 1;
-                    } else if called.contains_key(k.trim_start_matches(&format!("{krate}."))) {
-                        missing_err.push(format!("{}:{c}", k.trim_start_matches(&format!("{krate}."))));
-                    }
-                }
-            }
-            if all_err > 0 {
-                s.push_str(&format!("  {krate}: {seen_err}/{all_err} error variants seen"));
-                if !missing_err.is_empty() && missing_err.len() <= 40 {
-                    s.push_str(&format!("; not seen (in called methods): {}", missing_err.join(", ")));
+            // error variants: the union over the crate's methods (`Err.NotOwner`)
+            let prefix = format!("{krate}.");
+            let all_err: BTreeSet<&str> = self
+                .all_cases
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .flat_map(|(_, v)| v.iter().map(String::as_str).filter(|c| c.starts_with("Err")))
+                .collect();
+            let seen_err: BTreeSet<&str> = self
+                .cases
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .flat_map(|(_, v)| v.iter().map(String::as_str))
+                .filter(|c| all_err.contains(c))
+                .collect();
+            if !all_err.is_empty() {
+                s.push_str(&format!("  {krate}: {}/{} error variants seen", seen_err.len(), all_err.len()));
+                let missing: Vec<&str> = all_err.difference(&seen_err).copied().collect();
+                if !missing.is_empty() {
+                    s.push_str(&format!("; never seen: {}", missing.join(", ")));
                 }
                 s.push('\n');
             }
@@ -318,33 +317,57 @@ impl Coverage {
     }
 }
 
+/// Variant cases in a reply, down through records (`Err.NotOwner` for `Err: {kind: NotOwner, ...}`).
 fn observed_cases(v: &IDLValue, prefix: &str, depth: usize, out: &mut BTreeSet<String>) {
-    if let IDLValue::Variant(VariantValue(f, _)) = v {
-        let tag = match &f.id {
-            candid::types::Label::Named(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let name = if prefix.is_empty() { tag } else { format!("{prefix}.{tag}") };
-        out.insert(name.clone());
-        if depth < 1 {
-            observed_cases(&f.val, &name, depth + 1, out);
-        }
-    }
-}
-
-fn possible_cases(t: &candid::types::Type, iface: &codec::Interface, prefix: &str, depth: usize, out: &mut BTreeSet<String>) {
-    if let candid::types::TypeInner::Variant(fs) = iface.trace(t).as_ref() {
-        for f in fs {
-            let tag = match f.id.as_ref() {
+    match v {
+        IDLValue::Variant(VariantValue(f, _)) => {
+            let tag = match &f.id {
                 candid::types::Label::Named(s) => s.clone(),
                 other => other.to_string(),
             };
             let name = if prefix.is_empty() { tag } else { format!("{prefix}.{tag}") };
             out.insert(name.clone());
             if depth < 1 {
-                possible_cases(&f.ty, iface, &name, depth + 1, out);
+                observed_cases(&f.val, &name, depth + 1, out);
             }
         }
+        IDLValue::Record(fields) if !prefix.is_empty() => {
+            for f in fields {
+                if matches!(f.val, IDLValue::Variant(_)) {
+                    observed_cases(&f.val, prefix, depth, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn possible_cases(t: &candid::types::Type, iface: &codec::Interface, prefix: &str, depth: usize, out: &mut BTreeSet<String>) {
+    match iface.trace(t).as_ref() {
+        candid::types::TypeInner::Variant(fs) => {
+            for f in fs {
+                let tag = match f.id.as_ref() {
+                    candid::types::Label::Named(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let name = if prefix.is_empty() { tag } else { format!("{prefix}.{tag}") };
+                let before = out.len();
+                if depth < 1 {
+                    possible_cases(&f.ty, iface, &name, depth + 1, out);
+                }
+                if out.len() == before {
+                    out.insert(name);
+                }
+            }
+        }
+        candid::types::TypeInner::Record(fs) if !prefix.is_empty() => {
+            for f in fs {
+                if matches!(iface.trace(&f.ty).as_ref(), candid::types::TypeInner::Variant(_)) {
+                    possible_cases(&f.ty, iface, prefix, depth, out);
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -961,7 +984,13 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
         coverage: Coverage::default(),
         builds: BTreeMap::new(),
     };
-    if let Err(e) = run.setup() {
+    let trace = std::env::var("SCENARIO_TRACE").map(|v| v == "1").unwrap_or(false);
+    let setup_started = Instant::now();
+    let setup = run.setup();
+    if trace {
+        eprintln!("  [{:>8.1} ms] setup (build, create, install)", setup_started.elapsed().as_secs_f64() * 1e3);
+    }
+    if let Err(e) = setup {
         let msg = format!("{}: setup failed: {e}\n  reproduce: {}\n", t.name, t.repro());
         return TrialResult { status: Status::Infra, message: msg, transcript: J::Null, coverage: run.coverage, elapsed: started.elapsed() };
     }
@@ -1060,7 +1089,11 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
         }
         let mut obs = Map::new();
         let what = describe(&st);
+        let step_started = Instant::now();
         let res = run.step(&st, &mut obs);
+        if trace {
+            eprintln!("  [{:>8.1} ms] {} {}", step_started.elapsed().as_secs_f64() * 1e3, st.id, what);
+        }
         let enforce = !relaxed || in_on_fault;
         match res {
             Ok(mm) if mm.is_empty() => {
