@@ -231,7 +231,13 @@ fn duplicate_chunk_is_accepted_once() {
     let mut other = c0.to_vec();
     other[17] ^= 1;
     assert_eq!(
-        kind_of(service::upload_put_chunk(a, T0, s.upload_id, 0, buf(&other))),
+        kind_of(service::upload_put_chunk(
+            a,
+            T0,
+            s.upload_id,
+            0,
+            buf(&other)
+        )),
         ErrorKind::ChunkConflict { index: 0 }
     );
     service::upload_put_chunk(a, T0, s.upload_id, 1, buf(c1)).unwrap();
@@ -342,7 +348,14 @@ fn aborted_and_expired_upload_slots_are_reused() {
     let a = owner();
     service::capsule_create(a, T0, capsule_input("Ada", "")).unwrap();
     let bytes = pattern(CHUNK_SIZE, 4);
-    let s = service::upload_begin(a, T0, UploadBegin { total_len: CHUNK_SIZE as u64 }).unwrap();
+    let s = service::upload_begin(
+        a,
+        T0,
+        UploadBegin {
+            total_len: CHUNK_SIZE as u64,
+        },
+    )
+    .unwrap();
     service::upload_put_chunk(a, T0, s.upload_id, 0, buf(&bytes)).unwrap();
     let pages = slot_pages();
     service::upload_abort(a, s.upload_id).unwrap();
@@ -353,16 +366,36 @@ fn aborted_and_expired_upload_slots_are_reused() {
         }
     );
     // Reuses the aborted upload's slot.
-    let s2 = service::upload_begin(a, T0, UploadBegin { total_len: CHUNK_SIZE as u64 }).unwrap();
+    let s2 = service::upload_begin(
+        a,
+        T0,
+        UploadBegin {
+            total_len: CHUNK_SIZE as u64,
+        },
+    )
+    .unwrap();
     service::upload_put_chunk(a, T0, s2.upload_id, 0, buf(&bytes)).unwrap();
     assert_eq!(slot_pages(), pages);
     // Let it expire: a new upload after the expiry reuses its slot too.
     let later = T0 + UPLOAD_TTL_NANOS;
-    let s3 = service::upload_begin(a, later, UploadBegin { total_len: CHUNK_SIZE as u64 }).unwrap();
+    let s3 = service::upload_begin(
+        a,
+        later,
+        UploadBegin {
+            total_len: CHUNK_SIZE as u64,
+        },
+    )
+    .unwrap();
     service::upload_put_chunk(a, later, s3.upload_id, 0, buf(&bytes)).unwrap();
     assert_eq!(slot_pages(), pages);
     assert_eq!(
-        kind_of(service::upload_put_chunk(a, later, s2.upload_id, 0, buf(&bytes))),
+        kind_of(service::upload_put_chunk(
+            a,
+            later,
+            s2.upload_id,
+            0,
+            buf(&bytes)
+        )),
         ErrorKind::UploadNotFound {
             upload_id: s2.upload_id
         }
@@ -442,7 +475,10 @@ fn pagination_over_250_memories() {
         },
     )
     .unwrap();
-    assert_eq!(tail.items.iter().map(|m| m.id).collect::<Vec<_>>(), vec![247, 248]);
+    assert_eq!(
+        tail.items.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![247, 248]
+    );
     assert_eq!(tail.next, None, "no page after the last memory");
     let empty = service::memories_list(
         a,
@@ -452,7 +488,13 @@ fn pagination_over_250_memories() {
         },
     )
     .unwrap();
-    assert_eq!(empty, MemoryPage { items: vec![], next: None });
+    assert_eq!(
+        empty,
+        MemoryPage {
+            items: vec![],
+            next: None
+        }
+    );
     let all = all_memories(a);
     assert_eq!(all.len(), 245);
     assert!(all.iter().all(|m| ![10, 20, 21, 22, 249].contains(&m.id)));
@@ -518,7 +560,10 @@ fn connections_add_respond_list_remove() {
     assert_eq!(capsule.connection_count, 2);
     assert_eq!(capsule.updated_at, T0 + 8);
     assert_eq!(
-        all_connections(a).iter().map(|c| c.peer).collect::<BTreeSet<_>>(),
+        all_connections(a)
+            .iter()
+            .map(|c| c.peer)
+            .collect::<BTreeSet<_>>(),
         BTreeSet::from([p, r])
     );
     // Removed, it can be added again, pending.
@@ -573,7 +618,11 @@ fn connection_pagination() {
         }
         assert_eq!(got, sizes, "limit {limit}");
         // Every peer exactly once, in the principal order.
-        assert_eq!(seen, peers.iter().copied().collect::<Vec<_>>(), "limit {limit}");
+        assert_eq!(
+            seen,
+            peers.iter().copied().collect::<Vec<_>>(),
+            "limit {limit}"
+        );
     }
     let default = service::connections_list(a, ConnectionPageRequest::default()).unwrap();
     assert_eq!(default.items.len(), PAGE_DEFAULT);
@@ -600,7 +649,13 @@ fn connection_pagination() {
         },
     )
     .unwrap();
-    assert_eq!(end, ConnectionPage { items: vec![], next: None });
+    assert_eq!(
+        end,
+        ConnectionPage {
+            items: vec![],
+            next: None
+        }
+    );
 }
 
 #[test]

@@ -223,8 +223,12 @@ fn export_pages_are_bounded_by_bytes_but_never_empty() {
         let a = owner();
         service::capsule_create(a, T0, capsule_input("Ada", "")).unwrap();
         for i in 0..3 {
-            service::memory_create(a, T0, memory_input(&format!("m{i}"), inline(&vec![i; INLINE_MAX])))
-                .unwrap();
+            service::memory_create(
+                a,
+                T0,
+                memory_input(&format!("m{i}"), inline(&vec![i; INLINE_MAX])),
+            )
+            .unwrap();
         }
         // A byte budget smaller than one memory still returns one memory per page.
         let one = export::memories_after(a, None, 100, 10);
@@ -276,7 +280,10 @@ fn import_reproduces_the_capsule_and_its_manifest() {
 #[case::one_memory_per_batch(1, 1)]
 #[case::all_in_one_batch(1000, 1000)]
 #[case::pairs(2, 2)]
-fn batch_sizes_do_not_matter(#[case] memories_per_batch: usize, #[case] connections_per_batch: usize) {
+fn batch_sizes_do_not_matter(
+    #[case] memories_per_batch: usize,
+    #[case] connections_per_batch: usize,
+) {
     let e = exported();
     let f = factory();
     transfer::init(e.owner, Some(f));
@@ -303,17 +310,43 @@ fn import_in_another_order_gives_the_same_manifest() {
     transfer::begin(f, begin_req(e)).unwrap();
     let mut conns = e.connections.clone();
     conns.reverse();
-    transfer::put_connections(f, ConnectionBatch { seq: 0, connections: conns[..1].to_vec() })
-        .unwrap();
+    transfer::put_connections(
+        f,
+        ConnectionBatch {
+            seq: 0,
+            connections: conns[..1].to_vec(),
+        },
+    )
+    .unwrap();
     // Memories without a blob first, then the blob's chunks, then its memory.
     let by_id = |id: u64| e.memories.iter().find(|m| m.id == id).unwrap().clone();
-    transfer::put_memories(f, MemoryBatch { seq: 0, memories: vec![by_id(3), by_id(0)] }).unwrap();
-    transfer::put_connections(f, ConnectionBatch { seq: 1, connections: conns[1..].to_vec() })
-        .unwrap();
+    transfer::put_memories(
+        f,
+        MemoryBatch {
+            seq: 0,
+            memories: vec![by_id(3), by_id(0)],
+        },
+    )
+    .unwrap();
+    transfer::put_connections(
+        f,
+        ConnectionBatch {
+            seq: 1,
+            connections: conns[1..].to_vec(),
+        },
+    )
+    .unwrap();
     for c in &e.chunks {
         transfer::put_chunk(f, c.clone()).unwrap();
     }
-    transfer::put_memories(f, MemoryBatch { seq: 1, memories: vec![by_id(2), by_id(1)] }).unwrap();
+    transfer::put_memories(
+        f,
+        MemoryBatch {
+            seq: 1,
+            memories: vec![by_id(2), by_id(1)],
+        },
+    )
+    .unwrap();
     assert_eq!(transfer::finalize(f).unwrap(), e.manifest);
     assert_eq!(fingerprint(e.owner), e.source);
 }
@@ -334,38 +367,100 @@ fn owner_writes_are_locked_until_finalize() {
     assert_eq!(kind_of(service::capsule_get(a)), ErrorKind::CapsuleNotFound);
     // Only the owner can hold a capsule here.
     assert_eq!(
-        kind_of(service::capsule_create(stranger(), T0, capsule_input("x", ""))),
+        kind_of(service::capsule_create(
+            stranger(),
+            T0,
+            capsule_input("x", "")
+        )),
         ErrorKind::NotOwner
     );
     transfer::begin(f, begin_req(e)).unwrap();
     send_all(e);
     let writes: [(&str, Box<dyn Fn() -> Result<()>>); 6] = [
-        ("capsule_update", Box::new(move || service::capsule_update(a, T0 + 1, CapsuleUpdate { name: Some("x".into()), bio: None }).map(drop))),
-        ("memory_create", Box::new(move || service::memory_create(a, T0 + 1, memory_input("x", AssetInput::None)).map(drop))),
-        ("memory_update", Box::new(move || service::memory_update(a, T0 + 1, 0, MemoryUpdate { title: Some("x".into()), ..Default::default() }).map(drop))),
-        ("upload_begin", Box::new(move || service::upload_begin(a, T0 + 1, UploadBegin { total_len: 5 }).map(drop))),
-        ("connection_add", Box::new(move || service::connection_add(a, T0 + 1, user("new"), String::new()).map(drop))),
-        ("memory_delete", Box::new(move || service::memory_delete(a, T0 + 1, 2))),
+        (
+            "capsule_update",
+            Box::new(move || {
+                service::capsule_update(
+                    a,
+                    T0 + 1,
+                    CapsuleUpdate {
+                        name: Some("x".into()),
+                        bio: None,
+                    },
+                )
+                .map(drop)
+            }),
+        ),
+        (
+            "memory_create",
+            Box::new(move || {
+                service::memory_create(a, T0 + 1, memory_input("x", AssetInput::None)).map(drop)
+            }),
+        ),
+        (
+            "memory_update",
+            Box::new(move || {
+                service::memory_update(
+                    a,
+                    T0 + 1,
+                    0,
+                    MemoryUpdate {
+                        title: Some("x".into()),
+                        ..Default::default()
+                    },
+                )
+                .map(drop)
+            }),
+        ),
+        (
+            "upload_begin",
+            Box::new(move || {
+                service::upload_begin(a, T0 + 1, UploadBegin { total_len: 5 }).map(drop)
+            }),
+        ),
+        (
+            "connection_add",
+            Box::new(move || {
+                service::connection_add(a, T0 + 1, user("new"), String::new()).map(drop)
+            }),
+        ),
+        (
+            "memory_delete",
+            Box::new(move || service::memory_delete(a, T0 + 1, 2)),
+        ),
     ];
     let before = fingerprint(a);
     for (name, w) in &writes {
-        assert_eq!(kind_of(w()), ErrorKind::CapsuleLocked, "{name} before finalize");
+        assert_eq!(
+            kind_of(w()),
+            ErrorKind::CapsuleLocked,
+            "{name} before finalize"
+        );
     }
     assert_eq!(fingerprint(a), before);
     // Reads work meanwhile.
-    assert_eq!(service::capsule_get(a).unwrap().status, CapsuleStatus::Locked);
+    assert_eq!(
+        service::capsule_get(a).unwrap().status,
+        CapsuleStatus::Locked
+    );
     assert_eq!(all_memories(a).len(), 4);
     transfer::finalize(f).unwrap();
     assert_eq!(service::status_of(a), CapsuleStatus::Active);
     for (name, w) in &writes {
         w().unwrap_or_else(|e| panic!("{name} after finalize: {e}"));
     }
-    assert_eq!(service::capsule_get(a).unwrap().status, CapsuleStatus::Active);
+    assert_eq!(
+        service::capsule_get(a).unwrap().status,
+        CapsuleStatus::Active
+    );
     // A new memory continues the source's ids.
     let m = service::memory_create(a, T0 + 2, memory_input("new", AssetInput::None)).unwrap();
     assert_eq!(m.id, 5);
     // Someone else still cannot use this canister.
-    assert_eq!(kind_of(service::capsule_get(stranger())), ErrorKind::NotOwner);
+    assert_eq!(
+        kind_of(service::capsule_get(stranger())),
+        ErrorKind::NotOwner
+    );
 }
 
 #[test]
@@ -376,10 +471,7 @@ fn without_an_importer_the_owner_writes_at_once_and_nobody_imports() {
     service::capsule_create(a, T0, capsule_input("Ada", "")).unwrap();
     service::memory_create(a, T0, memory_input("m", AssetInput::None)).unwrap();
     for caller in [factory(), a, stranger()] {
-        assert_eq!(
-            kind_of(transfer::finalize(caller)),
-            ErrorKind::NotImporter
-        );
+        assert_eq!(kind_of(transfer::finalize(caller)), ErrorKind::NotImporter);
     }
 }
 
@@ -468,7 +560,10 @@ fn nothing_is_accepted_after_finalize(
     // The owner's later writes are not undone or reopened by an importer's late call.
     service::memory_create(e.owner, T0 + 9, memory_input("after", AssetInput::None)).unwrap();
     let before = import_fingerprint(e);
-    assert_eq!(kind_of(call_import(op, factory(), e)), ErrorKind::ImportFinalized);
+    assert_eq!(
+        kind_of(call_import(op, factory(), e)),
+        ErrorKind::ImportFinalized
+    );
     assert_eq!(import_fingerprint(e), before);
     assert_eq!(service::status_of(e.owner), CapsuleStatus::Active);
 }
@@ -480,7 +575,10 @@ fn nothing_but_begin_is_accepted_before_begin(
     let e = exported();
     reach(Phase::Ready, e);
     let before = import_fingerprint(e);
-    assert_eq!(kind_of(call_import(op, factory(), e)), ErrorKind::ImportNotStarted);
+    assert_eq!(
+        kind_of(call_import(op, factory(), e)),
+        ErrorKind::ImportNotStarted
+    );
     assert_eq!(import_fingerprint(e), before);
 }
 
@@ -518,7 +616,13 @@ fn a_duplicate_chunk_is_acknowledged_and_not_stored_twice() {
     reach(Phase::Open, e); // chunk 0 of the blob is in
     let before = import_fingerprint(e);
     let ack = transfer::put_chunk(f, e.chunks[0].clone()).unwrap();
-    assert_eq!(ack, ImportAck { duplicate: true, next: 1 });
+    assert_eq!(
+        ack,
+        ImportAck {
+            duplicate: true,
+            next: 1
+        }
+    );
     assert_eq!(import_fingerprint(e), before, "the duplicate was stored");
     // The same index with other bytes (and their true hash) conflicts.
     let mut other = e.chunks[0].clone();
@@ -538,7 +642,13 @@ fn a_duplicate_chunk_is_acknowledged_and_not_stored_twice() {
     let before = import_fingerprint(e);
     for c in &e.chunks {
         let ack = transfer::put_chunk(f, c.clone()).unwrap();
-        assert_eq!(ack, ImportAck { duplicate: true, next: 2 });
+        assert_eq!(
+            ack,
+            ImportAck {
+                duplicate: true,
+                next: 2
+            }
+        );
     }
     assert_eq!(import_fingerprint(e), before);
     for b in connection_batches(&e.connections, 2) {
@@ -561,16 +671,32 @@ fn a_duplicate_batch_is_acknowledged_and_not_stored_twice() {
     let before = import_fingerprint(e);
     assert_eq!(
         transfer::put_memories(f, mb[0].clone()).unwrap(),
-        ImportAck { duplicate: true, next: 1 }
+        ImportAck {
+            duplicate: true,
+            next: 1
+        }
     );
     assert_eq!(
         transfer::put_connections(f, cb[0].clone()).unwrap(),
-        ImportAck { duplicate: true, next: 1 }
+        ImportAck {
+            duplicate: true,
+            next: 1
+        }
     );
     // A batch with an already-used seq is a duplicate whatever it carries: the sequence number decides.
     assert_eq!(
-        transfer::put_memories(f, MemoryBatch { seq: 0, memories: mb[1].memories.clone() }).unwrap(),
-        ImportAck { duplicate: true, next: 1 }
+        transfer::put_memories(
+            f,
+            MemoryBatch {
+                seq: 0,
+                memories: mb[1].memories.clone()
+            }
+        )
+        .unwrap(),
+        ImportAck {
+            duplicate: true,
+            next: 1
+        }
     );
     assert_eq!(import_fingerprint(e), before);
     let st = transfer::status();
@@ -590,11 +716,7 @@ fn a_duplicate_batch_is_acknowledged_and_not_stored_twice() {
     let c = service::capsule_get(e.owner).unwrap();
     assert_eq!(
         (c.memory_count, c.connection_count, c.stored_bytes),
-        (
-            4,
-            3,
-            (SAMPLE_INLINE_LEN + 4 + SAMPLE_BLOB_LEN) as u64
-        )
+        (4, 3, (SAMPLE_INLINE_LEN + 4 + SAMPLE_BLOB_LEN) as u64)
     );
 }
 
@@ -618,7 +740,10 @@ fn a_chunk_that_does_not_match_its_hash_is_refused() {
     // The right chunk is then accepted as the first, not as a duplicate.
     assert_eq!(
         transfer::put_chunk(f, e.chunks[0].clone()).unwrap(),
-        ImportAck { duplicate: false, next: 1 }
+        ImportAck {
+            duplicate: false,
+            next: 1
+        }
     );
     // A hash that is not even 32 bytes is a mismatch too.
     let mut short = e.chunks[1].clone();
@@ -697,8 +822,14 @@ fn finalize_with_a_forged_manifest_is_refused(#[case] forge: fn(&mut Manifest)) 
     let mut forged = e.manifest.clone();
     forge(&mut forged);
     transfer::init(e.owner, Some(f));
-    transfer::begin(f, ImportBegin { capsule: e.snapshot.clone(), expected: forged.clone() })
-        .unwrap();
+    transfer::begin(
+        f,
+        ImportBegin {
+            capsule: e.snapshot.clone(),
+            expected: forged.clone(),
+        },
+    )
+    .unwrap();
     send_all(e);
     let before = import_fingerprint(e);
     assert_eq!(
@@ -713,7 +844,11 @@ fn finalize_with_a_forged_manifest_is_refused(#[case] forge: fn(&mut Manifest)) 
     assert_eq!(transfer::status().phase, ImportPhase::Open);
     assert_eq!(service::status_of(e.owner), CapsuleStatus::Locked);
     assert_eq!(
-        kind_of(service::memory_create(e.owner, T0, memory_input("x", AssetInput::None))),
+        kind_of(service::memory_create(
+            e.owner,
+            T0,
+            memory_input("x", AssetInput::None)
+        )),
         ErrorKind::CapsuleLocked
     );
     // And it stays refused.
@@ -737,7 +872,10 @@ fn finalize_with_something_missing_reports_both_manifests() {
     transfer::put_memories(f, mb[0].clone()).unwrap();
     transfer::put_connections(
         f,
-        ConnectionBatch { seq: 0, connections: e.connections[..2].to_vec() },
+        ConnectionBatch {
+            seq: 0,
+            connections: e.connections[..2].to_vec(),
+        },
     )
     .unwrap();
     let ErrorKind::ManifestMismatch { expected, actual } = kind_of(transfer::finalize(f)) else {
@@ -751,7 +889,10 @@ fn finalize_with_something_missing_reports_both_manifests() {
     transfer::put_memories(f, mb[1].clone()).unwrap();
     transfer::put_connections(
         f,
-        ConnectionBatch { seq: 1, connections: e.connections[2..].to_vec() },
+        ConnectionBatch {
+            seq: 1,
+            connections: e.connections[2..].to_vec(),
+        },
     )
     .unwrap();
     assert_eq!(transfer::finalize(f).unwrap(), e.manifest);
@@ -788,7 +929,10 @@ fn the_import_manifest_query_is_for_the_owner_and_the_importer() {
     reach(Phase::Finalized, e);
     assert_eq!(transfer::manifest_for(factory()).unwrap(), e.manifest);
     assert_eq!(transfer::manifest_for(e.owner).unwrap(), e.manifest);
-    assert_eq!(kind_of(transfer::manifest_for(stranger())), ErrorKind::NotOwner);
+    assert_eq!(
+        kind_of(transfer::manifest_for(stranger())),
+        ErrorKind::NotOwner
+    );
     assert_eq!(
         kind_of(transfer::manifest_for(Principal::anonymous())),
         ErrorKind::AnonymousCaller
@@ -804,14 +948,23 @@ fn round_trip_through_import_everything() {
 // ---- a batch that names the same item twice ---------------------------------------------------------
 
 /// Imports everything, with `first_batch` as memory batch 0 and the rest of the memories after it.
-fn import_with_first_memory_batch(e: &Exported, first_batch: Vec<MemoryExport>) -> Result<ImportAck> {
+fn import_with_first_memory_batch(
+    e: &Exported,
+    first_batch: Vec<MemoryExport>,
+) -> Result<ImportAck> {
     let f = factory();
     transfer::init(e.owner, Some(f));
     transfer::begin(f, begin_req(e)).unwrap();
     for c in &e.chunks {
         transfer::put_chunk(f, c.clone()).unwrap();
     }
-    transfer::put_memories(f, MemoryBatch { seq: 0, memories: first_batch })
+    transfer::put_memories(
+        f,
+        MemoryBatch {
+            seq: 0,
+            memories: first_batch,
+        },
+    )
 }
 
 #[test]
@@ -831,7 +984,14 @@ fn a_memory_batch_naming_an_inline_memory_twice_is_refused() {
     if r.is_ok() {
         // What it leads to: finish the import and compare the owner's counts with the stored memories.
         for b in memory_batches(&e.memories[1..], 3) {
-            transfer::put_memories(f, MemoryBatch { seq: b.seq + 1, ..b }).unwrap();
+            transfer::put_memories(
+                f,
+                MemoryBatch {
+                    seq: b.seq + 1,
+                    ..b
+                },
+            )
+            .unwrap();
         }
         for b in connection_batches(&e.connections, 3) {
             transfer::put_connections(f, b).unwrap();
@@ -880,10 +1040,22 @@ fn a_connection_batch_naming_a_peer_twice_is_refused() {
     transfer::init(e.owner, Some(f));
     transfer::begin(f, begin_req(e)).unwrap();
     let c0 = e.connections[0].clone();
-    let r = transfer::put_connections(f, ConnectionBatch { seq: 0, connections: vec![c0.clone(), c0] });
+    let r = transfer::put_connections(
+        f,
+        ConnectionBatch {
+            seq: 0,
+            connections: vec![c0.clone(), c0],
+        },
+    );
     if r.is_ok() {
-        transfer::put_connections(f, ConnectionBatch { seq: 1, connections: e.connections[1..].to_vec() })
-            .unwrap();
+        transfer::put_connections(
+            f,
+            ConnectionBatch {
+                seq: 1,
+                connections: e.connections[1..].to_vec(),
+            },
+        )
+        .unwrap();
         for c in &e.chunks {
             transfer::put_chunk(f, c.clone()).unwrap();
         }

@@ -56,7 +56,14 @@ fn an_empty_capsule_has_a_manifest() {
         capsule::manifest::of(owner()).unwrap()
     });
     assert_eq!(
-        (m.memories, m.inline_assets, m.inline_bytes, m.blobs, m.blob_bytes, m.connections),
+        (
+            m.memories,
+            m.inline_assets,
+            m.inline_bytes,
+            m.blobs,
+            m.blob_bytes,
+            m.connections
+        ),
         (0, 0, 0, 0, 0, 0)
     );
     assert_eq!(m.root.len(), 32);
@@ -96,7 +103,10 @@ fn any_single_change_changes_the_root(
 ) {
     let base = sample_manifest(Order::Straight, Mutation::None);
     let changed = sample_manifest(order, mutation);
-    assert_ne!(changed.root, base.root, "{mutation:?} did not change the root");
+    assert_ne!(
+        changed.root, base.root,
+        "{mutation:?} did not change the root"
+    );
     assert_ne!(changed.root_hex, base.root_hex);
     // The counts move only when the shape changes.
     let mut expected = base.clone();
@@ -144,7 +154,9 @@ fn updates_and_their_time_are_in_the_manifest() {
 
 /// Any one byte of a multi-chunk blob changes the root, wherever it is.
 #[rstest]
-fn every_region_of_a_blob_counts(#[values(0, CHUNK_SIZE - 1, CHUNK_SIZE, 2 * CHUNK_SIZE + 122)] at: usize) {
+fn every_region_of_a_blob_counts(
+    #[values(0, CHUNK_SIZE - 1, CHUNK_SIZE, 2 * CHUNK_SIZE + 122)] at: usize,
+) {
     let build = move |flip_at: Option<usize>| {
         in_fresh_store(move || {
             let mut bytes = pattern(2 * CHUNK_SIZE + 123, 21);

@@ -336,7 +336,7 @@ async fn install_once(job: &mut Job) -> FactoryResult<CreationState> {
 
 async fn check_version(id: Principal) -> FactoryResult<()> {
     hit("version.before").await?;
-    let (v,): (capsule::transfer::ApiVersion,) = ic::personal(id, "api_version", ()).await?;
+    let v: capsule::transfer::ApiVersion = ic::personal(id, "api_version", ()).await?;
     if v.major != PERSONAL_API_MAJOR {
         return Err(err(
             FactoryErrorKind::VersionMismatch {
@@ -374,7 +374,7 @@ async fn import_call<
     method: &str,
     args: A,
 ) -> FactoryResult<R> {
-    let (r,): (Result<R, capsule::Error>,) = ic::personal(id, method, args)
+    let r: Result<R, capsule::Error> = ic::personal(id, method, args)
         .await
         .map_err(FactoryError::from)?;
     r.map_err(|e| rejected(method, e))

@@ -317,7 +317,11 @@ pub fn build_sample(order: Order, mutation: Mutation) {
     if mutation == M::ConnectionStatus {
         responses[1].1 = ConnectionResponse::Accept;
     }
-    let conn_count = if mutation == M::MissingConnection { 2 } else { 3 };
+    let conn_count = if mutation == M::MissingConnection {
+        2
+    } else {
+        3
+    };
     let conn_time = |i: usize| {
         if mutation == M::ConnectionTime && i == 1 {
             now + 1
@@ -332,7 +336,14 @@ pub fn build_sample(order: Order, mutation: Mutation) {
         }
     };
     let add_blob_memory = |reverse: bool| {
-        let s = service::upload_begin(a, now, UploadBegin { total_len: blob.len() as u64 }).unwrap();
+        let s = service::upload_begin(
+            a,
+            now,
+            UploadBegin {
+                total_len: blob.len() as u64,
+            },
+        )
+        .unwrap();
         let mut chunks: Vec<_> = blob.chunks(CHUNK_SIZE).enumerate().collect();
         if reverse {
             chunks.reverse();
@@ -341,12 +352,21 @@ pub fn build_sample(order: Order, mutation: Mutation) {
             service::upload_put_chunk(a, now, s.upload_id, i as u32, buf(c)).unwrap();
         }
         service::upload_finish(a, now, s.upload_id, ByteBuf::from(sha(&blob))).unwrap();
-        let mut m1 = memory_input("video", AssetInput::Upload { upload_id: s.upload_id });
+        let mut m1 = memory_input(
+            "video",
+            AssetInput::Upload {
+                upload_id: s.upload_id,
+            },
+        );
         m1.kind = MemoryKind::Video;
         m1.mime_type = "video/mp4".into();
         service::memory_create(a, now, m1).unwrap();
     };
-    let m3_time = if mutation == M::MemoryTime { now + 1 } else { now };
+    let m3_time = if mutation == M::MemoryTime {
+        now + 1
+    } else {
+        now
+    };
 
     match order {
         Order::Straight => {
@@ -367,7 +387,14 @@ pub fn build_sample(order: Order, mutation: Mutation) {
             service::capsule_create(other, now, capsule_input("Other", "")).unwrap();
             service::capsule_create(a, now, capsule_input("Placeholder", "")).unwrap();
             // Something stored and then dropped: it must leave no trace.
-            let s = service::upload_begin(a, now, UploadBegin { total_len: 3 * CHUNK_SIZE as u64 }).unwrap();
+            let s = service::upload_begin(
+                a,
+                now,
+                UploadBegin {
+                    total_len: 3 * CHUNK_SIZE as u64,
+                },
+            )
+            .unwrap();
             service::upload_put_chunk(a, now, s.upload_id, 1, buf(&vec![5; CHUNK_SIZE])).unwrap();
             service::upload_abort(a, s.upload_id).unwrap();
             service::connection_add(a, now, user("temporary"), "gone soon".into()).unwrap();
@@ -388,8 +415,15 @@ pub fn build_sample(order: Order, mutation: Mutation) {
             service::connection_respond(a, now, peers[0], ConnectionResponse::Block).unwrap();
             service::connection_respond(a, now, peers[0], responses[0].1).unwrap();
             service::memory_create(a, m3_time, m3).unwrap();
-            service::capsule_update(a, now, CapsuleUpdate { name: Some(name), bio: Some(bio) })
-                .unwrap();
+            service::capsule_update(
+                a,
+                now,
+                CapsuleUpdate {
+                    name: Some(name),
+                    bio: Some(bio),
+                },
+            )
+            .unwrap();
         }
     }
     match mutation {
@@ -397,7 +431,8 @@ pub fn build_sample(order: Order, mutation: Mutation) {
             service::memory_create(a, now, memory_input("extra", AssetInput::None)).unwrap();
         }
         M::DeletedMemory => {
-            let m = service::memory_create(a, now, memory_input("extra", AssetInput::None)).unwrap();
+            let m =
+                service::memory_create(a, now, memory_input("extra", AssetInput::None)).unwrap();
             service::memory_delete(a, now, m.id).unwrap();
         }
         _ => {}
