@@ -47,6 +47,7 @@ enum ReqOrigin {
 }
 
 #[derive(Clone, Debug)]
+#[allow(dead_code)]
 struct Request {
     sender: Principal,
     receiver: Principal,
@@ -62,6 +63,7 @@ struct Request {
 }
 
 #[derive(Clone, Debug)]
+#[allow(dead_code)]
 struct Callback {
     context: u64,
     reply: (u32, u32),
@@ -95,6 +97,7 @@ enum CtxOrigin {
 }
 
 #[derive(Clone, Debug)]
+#[allow(dead_code)]
 struct CallContext {
     origin: CtxOrigin,
     responded: bool,
@@ -1239,6 +1242,9 @@ impl Engine {
         let now = self.round_time;
         let mut expired = vec![];
         for (cid, c) in self.canisters.iter_mut() {
+            if c.callbacks.is_empty() {
+                continue;
+            }
             let ids: Vec<u64> = c.callbacks.iter().filter(|(_, cb)| cb.deadline != 0 && cb.deadline <= now).map(|(id, _)| *id).collect();
             for id in ids {
                 let cb = c.callbacks.remove(&id).expect("listed");
