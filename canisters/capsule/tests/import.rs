@@ -968,11 +968,7 @@ fn import_with_first_memory_batch(
 }
 
 #[test]
-#[ignore = "BUG: transfer::put_memories accepts a batch naming the same memory id twice: the record is \
-            written once but capsule.memory_count, capsule.stored_bytes and the import's memory counter are \
-            incremented twice, and finalize then succeeds (the manifest counts map entries), leaving the \
-            owner's capsule with memory_count 5 / stored_bytes too high for 4 memories. Expected: a typed \
-            refusal (e.g. ImportConflict/InvalidArgument) and nothing stored."]
+#[ignore = "BUG: transfer::put_memories accepts a batch naming the same memory id twice: the record is written once but capsule.memory_count, capsule.stored_bytes and the import's memory counter are incremented twice, and finalize then succeeds (the manifest counts map entries), leaving the owner's capsule with memory_count 5 / stored_bytes too high for 4 memories. Expected: a typed refusal (e.g. ImportConflict/InvalidArgument) and nothing stored."]
 fn a_memory_batch_naming_an_inline_memory_twice_is_refused() {
     let e = exported();
     let f = factory();
@@ -1015,9 +1011,7 @@ fn a_memory_batch_naming_an_inline_memory_twice_is_refused() {
 }
 
 #[test]
-#[ignore = "BUG: transfer::put_memories traps (panics with `checked above`) on a batch naming the same \
-            blob memory twice: validation sees the pending blob for both entries, the first commit removes \
-            it and the second `expect`s it. Bad input must come back as a typed error, never a trap."]
+#[ignore = "BUG: transfer::put_memories traps (panics with `checked above`) on a batch naming the same blob memory twice: validation sees the pending blob for both entries, the first commit removes it and the second `expect`s it. Bad input must come back as a typed error, never a trap."]
 fn a_memory_batch_naming_a_blob_memory_twice_is_refused_without_a_trap() {
     let e = exported();
     let m1 = e.memories[1].clone();
@@ -1030,10 +1024,7 @@ fn a_memory_batch_naming_a_blob_memory_twice_is_refused_without_a_trap() {
 }
 
 #[test]
-#[ignore = "BUG: transfer::put_connections accepts a batch naming the same peer twice: the connection is \
-            written once but capsule.connection_count and the import's connection counter are incremented \
-            twice, and finalize still succeeds (the manifest counts map entries), leaving connection_count \
-            4 for 3 connections. Expected: a typed refusal and nothing stored."]
+#[ignore = "BUG: transfer::put_connections accepts a batch naming the same peer twice: the connection is written once but capsule.connection_count and the import's connection counter are incremented twice, and finalize still succeeds (the manifest counts map entries), leaving connection_count 4 for 3 connections. Expected: a typed refusal and nothing stored."]
 fn a_connection_batch_naming_a_peer_twice_is_refused() {
     let e = exported();
     let f = factory();
