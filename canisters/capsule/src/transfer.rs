@@ -523,7 +523,14 @@ pub fn put_memories(caller: Principal, batch: MemoryBatch) -> Result<ImportAck> 
         ));
     }
     let next_id = st.snapshot.as_ref().map(|c| c.next_memory_id).unwrap_or(0);
+    let mut ids = std::collections::BTreeSet::new();
     for m in &batch.memories {
+        if !ids.insert(m.id) {
+            return Err(Error::invalid(
+                "memories[].id",
+                format!("memory {} appears twice in the batch", m.id),
+            ));
+        }
         check_memory_fields(&m.title, &m.description, &m.tags, &m.mime_type)?;
         if m.id >= next_id {
             return Err(Error::invalid(
@@ -623,7 +630,14 @@ pub fn put_connections(caller: Principal, batch: ConnectionBatch) -> Result<Impo
             batch.connections.len(),
         ));
     }
+    let mut peers = std::collections::BTreeSet::new();
     for c in &batch.connections {
+        if !peers.insert(c.peer) {
+            return Err(Error::invalid(
+                "connections[].peer",
+                format!("{} appears twice in the batch", c.peer),
+            ));
+        }
         check_text("note", &c.note, NOTE_MAX)?;
         if c.peer == owner || c.peer == Principal::anonymous() {
             return Err(Error::invalid(
