@@ -1065,3 +1065,139 @@ fn a_connection_batch_naming_a_peer_twice_is_refused() {
     }
     assert_eq!(transfer::status().connections, 0);
 }
+
+// ---- input bounds of the import API -----------------------------------------------------------------
+
+type ImportCall = fn(&Exported) -> Result<()>;
+type ImportExpect = fn(&Exported) -> ErrorKind;
+
+fn chunk_with(e: &Exported, index: usize, f: impl FnOnce(&mut BlobChunk)) -> BlobChunk {
+    let mut c = e.chunks[index].clone();
+    f(&mut c);
+    c
+}
+
+fn memory_with(e: &Exported, index: usize, f: impl FnOnce(&mut MemoryExport)) -> MemoryBatch {
+    let mut m = e.memories[index].clone();
+    f(&mut m);
+    MemoryBatch { seq: 0, memories: vec![m] }
+}
+
+fn connection_with(e: &Exported, f: impl FnOnce(&mut Connection)) -> ConnectionBatch {
+    let mut c = e.connections[0].clone();
+    f(&mut c);
+    ConnectionBatch { seq: 0, connections: vec![c] }
+}
+
+fn invalid(field: &str, reason: &str) -> ErrorKind {
+    ErrorKind::InvalidArgument { field: field.into(), reason: reason.into() }
+}
+
+#[rstest]
+#[case::begin_name_too_long(
+    |e: &Exported| transfer::begin(factory(), ImportBegin { capsule: CapsuleSnapshot { name: "n".repeat(NAME_MAX + 1), ..e.snapshot.clone() }, expected: e.manifest.clone() }).map(drop),
+    |_: &Exported| ErrorKind::TooLong { field: "name".into(), max: NAME_MAX as u64, actual: NAME_MAX as u64 + 1 })]
+#[case::begin_bio_too_long(
+    |e: &Exported| transfer::begin(factory(), ImportBegin { capsule: CapsuleSnapshot { bio: "b".repeat(BIO_MAX + 1), ..e.snapshot.clone() }, expected: e.manifest.clone() }).map(drop),
+    |_: &Exported| ErrorKind::TooLong { field: "bio".into(), max: BIO_MAX as u64, actual: BIO_MAX as u64 + 1 })]
+#[case::begin_root_not_a_sha256(
+    |e: &Exported| transfer::begin(factory(), ImportBegin { capsule: e.snapshot.clone(), expected: Manifest { root: vec![0; 31].into(), ..e.manifest.clone() } }).map(drop),
+    |_: &Exported| invalid("expected.root", "must be a 32-byte SHA-256"))]
+#[case::chunk_too_big(
+    |e: &Exported| transfer::put_chunk(factory(), chunk_with(e, 1, |c| { c.bytes = vec![1; CHUNK_SIZE + 1].into(); c.sha256 = sha(&c.bytes).into(); })).map(drop),
+    |_: &Exported| ErrorKind::TooLong { field: "chunk".into(), max: CHUNK_SIZE as u64, actual: CHUNK_SIZE as u64 + 1 })]
+#[case::chunk_total_len_zero(
+    |e: &Exported| transfer::put_chunk(factory(), chunk_with(e, 1, |c| c.total_len = 0)).map(drop),
+    |_: &Exported| invalid("total_len", &format!("must be between 1 and {BLOB_MAX}")))]
+#[case::chunk_total_len_too_big(
+    |e: &Exported| transfer::put_chunk(factory(), chunk_with(e, 1, |c| c.total_len = BLOB_MAX + 1)).map(drop),
+    |_: &Exported| invalid("total_len", &format!("must be between 1 and {BLOB_MAX}")))]
+#[case::chunk_out_of_range(
+    |e: &Exported| transfer::put_chunk(factory(), chunk_with(e, 1, |c| c.index = 2)).map(drop),
+    |_: &Exported| ErrorKind::ChunkOutOfRange { index: 2, chunk_count: 2 })]
+#[case::chunk_of_the_wrong_size(
+    |e: &Exported| transfer::put_chunk(factory(), chunk_with(e, 1, |c| { c.bytes.pop(); c.sha256 = sha(&c.bytes).into(); })).map(drop),
+    |_: &Exported| ErrorKind::ChunkSizeInvalid { index: 1, expected: 10, actual: 9 })]
+#[case::chunk_of_another_length(
+    |e: &Exported| transfer::put_chunk(factory(), chunk_with(e, 1, |c| { c.total_len += 1; c.bytes.push(0); c.sha256 = sha(&c.bytes).into(); })).map(drop),
+    |_: &Exported| ErrorKind::LengthMismatch { expected: SAMPLE_BLOB_LEN as u64, actual: SAMPLE_BLOB_LEN as u64 + 1 })]
+#[case::too_many_memories(
+    |e: &Exported| transfer::put_memories(factory(), MemoryBatch { seq: 0, memories: vec![e.memories[2].clone(); IMPORT_BATCH_MAX + 1] }).map(drop),
+    |_: &Exported| ErrorKind::TooMany { field: "memories".into(), max: IMPORT_BATCH_MAX as u64, actual: IMPORT_BATCH_MAX as u64 + 1 })]
+#[case::memory_beyond_next_id(
+    |e: &Exported| transfer::put_memories(factory(), memory_with(e, 2, |m| m.id = 4)).map(drop),
+    |_: &Exported| invalid("memories[].id", "memory 4 is beyond the capsule's next id 4"))]
+#[case::memory_title_too_long(
+    |e: &Exported| transfer::put_memories(factory(), memory_with(e, 2, |m| m.title = "t".repeat(TITLE_MAX + 1))).map(drop),
+    |_: &Exported| ErrorKind::TooLong { field: "title".into(), max: TITLE_MAX as u64, actual: TITLE_MAX as u64 + 1 })]
+#[case::memory_too_many_tags(
+    |e: &Exported| transfer::put_memories(factory(), memory_with(e, 2, |m| m.tags = (0..=TAGS_MAX).map(|i| i.to_string()).collect())).map(drop),
+    |_: &Exported| ErrorKind::TooMany { field: "tags".into(), max: TAGS_MAX as u64, actual: TAGS_MAX as u64 + 1 })]
+#[case::memory_empty_tag(
+    |e: &Exported| transfer::put_memories(factory(), memory_with(e, 2, |m| m.tags = vec![String::new()])).map(drop),
+    |_: &Exported| invalid("tags[]", "a tag cannot be empty"))]
+#[case::memory_mime_type_too_long(
+    |e: &Exported| transfer::put_memories(factory(), memory_with(e, 2, |m| m.mime_type = "m".repeat(MIME_MAX + 1))).map(drop),
+    |_: &Exported| ErrorKind::TooLong { field: "mime_type".into(), max: MIME_MAX as u64, actual: MIME_MAX as u64 + 1 })]
+#[case::memory_inline_too_big(
+    |e: &Exported| transfer::put_memories(factory(), memory_with(e, 0, |m| m.asset = ExportAsset::Inline { bytes: vec![0; INLINE_MAX + 1].into() })).map(drop),
+    |_: &Exported| ErrorKind::TooLong { field: "asset.inline".into(), max: INLINE_MAX as u64, actual: INLINE_MAX as u64 + 1 })]
+#[case::memory_blob_hash_not_a_sha256(
+    |e: &Exported| transfer::put_memories(factory(), memory_with(e, 1, |m| m.asset = ExportAsset::Blob { len: SAMPLE_BLOB_LEN as u64, sha256: vec![0; 31].into() })).map(drop),
+    |_: &Exported| invalid("asset.sha256", "must be 32 bytes"))]
+#[case::memory_blob_not_received(
+    |e: &Exported| transfer::put_memories(factory(), memory_with(e, 1, |_| {})).map(drop),
+    |_: &Exported| ErrorKind::ImportConflict { reason: "the blob of memory 1 has not been fully received".into() })]
+#[case::too_many_connections(
+    |e: &Exported| transfer::put_connections(factory(), ConnectionBatch { seq: 0, connections: (0..=IMPORT_BATCH_MAX).map(|i| Connection { peer: user(&format!("p{i}")), ..e.connections[0].clone() }).collect() }).map(drop),
+    |_: &Exported| ErrorKind::TooMany { field: "connections".into(), max: IMPORT_BATCH_MAX as u64, actual: IMPORT_BATCH_MAX as u64 + 1 })]
+#[case::connection_note_too_long(
+    |e: &Exported| transfer::put_connections(factory(), connection_with(e, |c| c.note = "n".repeat(NOTE_MAX + 1))).map(drop),
+    |_: &Exported| ErrorKind::TooLong { field: "note".into(), max: NOTE_MAX as u64, actual: NOTE_MAX as u64 + 1 })]
+#[case::connection_to_the_owner(
+    |e: &Exported| transfer::put_connections(factory(), connection_with(e, |c| c.peer = owner())).map(drop),
+    |_: &Exported| invalid("connections[].peer", "cannot be the owner or anonymous"))]
+#[case::connection_to_anonymous(
+    |e: &Exported| transfer::put_connections(factory(), connection_with(e, |c| c.peer = Principal::anonymous())).map(drop),
+    |_: &Exported| invalid("connections[].peer", "cannot be the owner or anonymous"))]
+fn import_input_bound(#[case] f: ImportCall, #[case] expected: ImportExpect) {
+    let e = exported();
+    reach(Phase::Open, e); // begun, chunk 0 of memory 1's blob received
+    let before = import_fingerprint(e);
+    assert_eq!(kind_of(f(e)), expected(e));
+    assert_eq!(import_fingerprint(e), before, "a refused import call changed something");
+    // The import still completes.
+    transfer::put_chunk(factory(), e.chunks[1].clone()).unwrap();
+    for b in memory_batches(&e.memories, 4) {
+        transfer::put_memories(factory(), b).unwrap();
+    }
+    for b in connection_batches(&e.connections, 4) {
+        transfer::put_connections(factory(), b).unwrap();
+    }
+    assert_eq!(transfer::finalize(factory()).unwrap(), e.manifest);
+}
+
+#[test]
+fn a_memory_or_connection_sent_again_in_a_later_batch_conflicts() {
+    let e = exported();
+    let f = factory();
+    reach(Phase::Open, e);
+    transfer::put_memories(f, memory_with(e, 0, |_| {})).unwrap();
+    transfer::put_connections(f, connection_with(e, |_| {})).unwrap();
+    let before = import_fingerprint(e);
+    let again = MemoryBatch { seq: 1, memories: vec![e.memories[2].clone(), e.memories[0].clone()] };
+    assert_eq!(
+        kind_of(transfer::put_memories(f, again)),
+        ErrorKind::ImportConflict { reason: "memory 0 was already imported".into() }
+    );
+    let again = ConnectionBatch { seq: 1, connections: vec![e.connections[0].clone()] };
+    assert_eq!(
+        kind_of(transfer::put_connections(f, again)),
+        ErrorKind::ImportConflict {
+            reason: format!("connection with {} was already imported", e.connections[0].peer)
+        }
+    );
+    // Nothing of the refused batches was stored (not even memory 2), and their seq is still free.
+    assert_eq!(import_fingerprint(e), before);
+    transfer::put_memories(f, MemoryBatch { seq: 1, memories: vec![e.memories[2].clone()] }).unwrap();
+}
