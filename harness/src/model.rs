@@ -179,6 +179,8 @@ pub struct FaultVariant {
     #[serde(rename = "as")]
     pub as_: Option<Spanned<String>>,
     pub args: Option<RawNode>,
+    /// Only at these stages (a stage id, or a prefix ending in `.` such as `backend.`); default: all.
+    pub stages: Option<Vec<Spanned<String>>>,
     /// After the fault, do the normal step expectations still apply? `relaxed` (default) records them
     /// without failing; `on_fault` steps and invariants always apply.
     pub then: Option<FaultThen>,
@@ -202,6 +204,8 @@ pub struct UpgradeVariant {
     pub in_flight: Option<InFlight>,
     /// Upgrade argument (YAML).
     pub args: Option<RawNode>,
+    /// Only at these stages (a stage id, or a prefix ending in `.` such as `backend.`); default: all.
+    pub stages: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, JsonSchema, Debug, Clone, Copy, PartialEq, Eq)]
@@ -402,4 +406,12 @@ impl<T: JsonSchema> JsonSchema for OrderedMap<T> {
 pub fn json_schema() -> String {
     let schema = schemars::schema_for!(Scenario);
     serde_json::to_string_pretty(&schema).unwrap_or_default()
+}
+
+/// Does a stage filter select `stage`?
+pub fn stage_selected(filter: &Option<Vec<Spanned<String>>>, stage: &str) -> bool {
+    match filter {
+        None => true,
+        Some(f) => f.iter().any(|x| x.value == stage || (x.value.ends_with('.') && stage.starts_with(x.value.as_str()))),
+    }
 }

@@ -624,6 +624,18 @@ impl Linter<'_> {
                 _ => self.push(ErrorKind::Variant, fv.name.span, format!("fault variant `{}` needs exactly one of `fault` or `failpoint`", fv.name.value)),
             }
         }
+        let stage_filters = v.fault_at_each_stage.iter().filter_map(|f| f.stages.as_ref()).chain(v.upgrade_at_each_stage.iter().filter_map(|u| u.stages.as_ref()));
+        for filter in stage_filters {
+            for f in filter {
+                if !loaded.stages.iter().any(|s| *s == f.value || (f.value.ends_with('.') && s.starts_with(f.value.as_str()))) {
+                    self.push(
+                        ErrorKind::Variant,
+                        f.span,
+                        format!("`{}` selects no stage (stages: {}){}", f.value, loaded.stages.join(", "), crate::diag::did_you_mean(&f.value, loaded.stages.iter().map(String::as_str))),
+                    );
+                }
+            }
+        }
         for uv in &v.upgrade_at_each_stage {
             match loaded.canister(&uv.canister.value) {
                 None => self.push(ErrorKind::UnknownCanister, uv.canister.span, format!("no canister `{}`{}", uv.canister.value, crate::diag::did_you_mean(&uv.canister.value, loaded.canisters.iter().map(|c| c.name.as_str())))),

@@ -70,12 +70,12 @@ pub fn expand(l: &Arc<Loaded>) -> Vec<Trial> {
         sels.push((VariantSel::Base, "base".to_string()));
     }
     for (idx, fv) in v.fault_at_each_stage.iter().enumerate() {
-        for s in &l.stages {
+        for s in l.stages.iter().filter(|s| crate::model::stage_selected(&fv.stages, s)) {
             sels.push((VariantSel::Fault { idx, stage: s.clone() }, format!("fault={}@{}", fv.name.value, s)));
         }
     }
     for (idx, uv) in v.upgrade_at_each_stage.iter().enumerate() {
-        for s in &l.stages {
+        for s in l.stages.iter().filter(|s| crate::model::stage_selected(&uv.stages, s)) {
             sels.push((VariantSel::Upgrade { idx, stage: s.clone() }, format!("upgrade={}@{}", uv.canister.value, s)));
         }
     }
@@ -638,7 +638,11 @@ impl Run<'_> {
             }
         }
         let r = self.resolver(&st.scope);
-        plan::check_expect(&st.step, self.l.sc.strict, &p.iface, &p.rets, Some(result), &r, Some(&self.norm())).map_err(StepFail::value)
+        let mm = plan::check_expect(&st.step, self.l.sc.strict, &p.iface, &p.rets, Some(result), &r, Some(&self.norm())).map_err(StepFail::value)?;
+        Ok(mm.into_iter().map(|mut m| {
+            m.got = self.names_in(&m.got);
+            m
+        }).collect())
     }
 
     fn capture(&mut self, st: &PStep, p: &plan::Prepared, result: &Result<IDLValue, Reject>, obs: &mut Map<String, J>) -> Result<(), StepFail> {
@@ -1088,9 +1092,15 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
             }
         }
         let mut obs = Map::new();
-        let what = describe(&st);
         let step_started = Instant::now();
         let res = run.step(&st, &mut obs);
+        let what = match obs.get(st.action).and_then(|v| v.as_str()) {
+            Some(t) => match &st.step.as_ {
+                Some(_) => format!("{} {t} as {}", st.action, obs.get("as").and_then(|v| v.as_str()).unwrap_or("?")),
+                None => format!("{} {t}", st.action),
+            },
+            None => describe(&st),
+        };
         if trace {
             eprintln!("  [{:>8.1} ms] {} {}", step_started.elapsed().as_secs_f64() * 1e3, st.id, what);
         }
@@ -1296,7 +1306,7 @@ pub fn snapshot(t: &Trial, transcript: &J) -> Result<(), String> {
     settings.set_omit_expression(true);
     settings.set_input_file(&t.scenario.file);
     settings.set_description(format!("{} ({})", t.scenario.id, t.variant_name));
-    let transcript = transcript.clone();
+    let transcript = Ordered(transcript.clone());
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         settings.bind(|| {
             insta::assert_yaml_snapshot!(name.as_str(), transcript);
@@ -1309,4 +1319,44 @@ pub fn snapshot(t: &Trial, transcript: &J) -> Result<(), String> {
             t.repro()
         )
     })
+}
+
+/// A transcript serialized with the keys of each step in reading order (step id, action, caller,
+/// arguments, outcome) rather than alphabetically.
+pub struct Ordered(pub J);
+
+const KEY_ORDER: &[&str] = &[
+    "scenario", "variant", "step", "inject", "call", "query", "check", "submit", "await", "tick", "tick_until", "advance_time", "set_time",
+    "upgrade", "reinstall", "stop", "start", "fault", "clear_fault", "release", "failpoint", "build", "as", "args", "reply", "reject",
+    "rounds", "released", "captured", "relaxed", "time", "steps", "final",
+];
+
+impl serde::Serialize for Ordered {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match &self.0 {
+            J::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort_by_key(|k| (KEY_ORDER.iter().position(|x| x == k).unwrap_or(usize::MAX), k.to_string()));
+                let mut map = ser.serialize_map(Some(keys.len()))?;
+                for k in keys {
+                    // only the transcript's own levels are reordered; values keep sorted keys
+                    if matches!(k.as_str(), "steps" | "final") {
+                        map.serialize_entry(k, &Ordered(m[k].clone()))?;
+                    } else {
+                        map.serialize_entry(k, &m[k])?;
+                    }
+                }
+                map.end()
+            }
+            J::Array(items) => {
+                let mut seq = ser.serialize_seq(Some(items.len()))?;
+                for i in items {
+                    seq.serialize_element(&Ordered(i.clone()))?;
+                }
+                seq.end()
+            }
+            other => other.serialize(ser),
+        }
+    }
 }
