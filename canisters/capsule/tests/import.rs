@@ -1080,17 +1080,26 @@ fn chunk_with(e: &Exported, index: usize, f: impl FnOnce(&mut BlobChunk)) -> Blo
 fn memory_with(e: &Exported, index: usize, f: impl FnOnce(&mut MemoryExport)) -> MemoryBatch {
     let mut m = e.memories[index].clone();
     f(&mut m);
-    MemoryBatch { seq: 0, memories: vec![m] }
+    MemoryBatch {
+        seq: 0,
+        memories: vec![m],
+    }
 }
 
 fn connection_with(e: &Exported, f: impl FnOnce(&mut Connection)) -> ConnectionBatch {
     let mut c = e.connections[0].clone();
     f(&mut c);
-    ConnectionBatch { seq: 0, connections: vec![c] }
+    ConnectionBatch {
+        seq: 0,
+        connections: vec![c],
+    }
 }
 
 fn invalid(field: &str, reason: &str) -> ErrorKind {
-    ErrorKind::InvalidArgument { field: field.into(), reason: reason.into() }
+    ErrorKind::InvalidArgument {
+        field: field.into(),
+        reason: reason.into(),
+    }
 }
 
 #[rstest]
@@ -1165,7 +1174,11 @@ fn import_input_bound(#[case] f: ImportCall, #[case] expected: ImportExpect) {
     reach(Phase::Open, e); // begun, chunk 0 of memory 1's blob received
     let before = import_fingerprint(e);
     assert_eq!(kind_of(f(e)), expected(e));
-    assert_eq!(import_fingerprint(e), before, "a refused import call changed something");
+    assert_eq!(
+        import_fingerprint(e),
+        before,
+        "a refused import call changed something"
+    );
     // The import still completes.
     transfer::put_chunk(factory(), e.chunks[1].clone()).unwrap();
     for b in memory_batches(&e.memories, 4) {
@@ -1185,19 +1198,37 @@ fn a_memory_or_connection_sent_again_in_a_later_batch_conflicts() {
     transfer::put_memories(f, memory_with(e, 0, |_| {})).unwrap();
     transfer::put_connections(f, connection_with(e, |_| {})).unwrap();
     let before = import_fingerprint(e);
-    let again = MemoryBatch { seq: 1, memories: vec![e.memories[2].clone(), e.memories[0].clone()] };
+    let again = MemoryBatch {
+        seq: 1,
+        memories: vec![e.memories[2].clone(), e.memories[0].clone()],
+    };
     assert_eq!(
         kind_of(transfer::put_memories(f, again)),
-        ErrorKind::ImportConflict { reason: "memory 0 was already imported".into() }
+        ErrorKind::ImportConflict {
+            reason: "memory 0 was already imported".into()
+        }
     );
-    let again = ConnectionBatch { seq: 1, connections: vec![e.connections[0].clone()] };
+    let again = ConnectionBatch {
+        seq: 1,
+        connections: vec![e.connections[0].clone()],
+    };
     assert_eq!(
         kind_of(transfer::put_connections(f, again)),
         ErrorKind::ImportConflict {
-            reason: format!("connection with {} was already imported", e.connections[0].peer)
+            reason: format!(
+                "connection with {} was already imported",
+                e.connections[0].peer
+            )
         }
     );
     // Nothing of the refused batches was stored (not even memory 2), and their seq is still free.
     assert_eq!(import_fingerprint(e), before);
-    transfer::put_memories(f, MemoryBatch { seq: 1, memories: vec![e.memories[2].clone()] }).unwrap();
+    transfer::put_memories(
+        f,
+        MemoryBatch {
+            seq: 1,
+            memories: vec![e.memories[2].clone()],
+        },
+    )
+    .unwrap();
 }
