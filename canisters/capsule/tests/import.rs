@@ -946,124 +946,92 @@ fn round_trip_through_import_everything() {
 }
 
 // ---- a batch that names the same item twice ---------------------------------------------------------
+//
+// Found by these tests (fixed in 583d6cf): such a batch used to be accepted, writing the record once but
+// counting it twice in the capsule's memory/connection count and stored bytes (finalize still passed, the
+// manifest counting map entries), and a blob memory named twice trapped on an `expect`.
 
-/// Imports everything, with `first_batch` as memory batch 0 and the rest of the memories after it.
-fn import_with_first_memory_batch(
-    e: &Exported,
-    first_batch: Vec<MemoryExport>,
-) -> Result<ImportAck> {
+/// Imports the blob's chunks, then offers `batch` as memory batch 0.
+fn offer_first_memory_batch(e: &Exported, memories: Vec<MemoryExport>) -> Result<ImportAck> {
     let f = factory();
     transfer::init(e.owner, Some(f));
     transfer::begin(f, begin_req(e)).unwrap();
     for c in &e.chunks {
         transfer::put_chunk(f, c.clone()).unwrap();
     }
-    transfer::put_memories(
-        f,
-        MemoryBatch {
-            seq: 0,
-            memories: first_batch,
-        },
-    )
+    transfer::put_memories(f, MemoryBatch { seq: 0, memories })
 }
 
-#[test]
-#[ignore = "BUG: transfer::put_memories accepts a batch naming the same memory id twice: the record is written once but capsule.memory_count, capsule.stored_bytes and the import's memory counter are incremented twice, and finalize then succeeds (the manifest counts map entries), leaving the owner's capsule with memory_count 5 / stored_bytes too high for 4 memories. Expected: a typed refusal (e.g. ImportConflict/InvalidArgument) and nothing stored."]
-fn a_memory_batch_naming_an_inline_memory_twice_is_refused() {
-    let e = exported();
+/// After a refused batch, the whole import still goes through and the counts are the source's.
+fn finish_and_check_counts(e: &Exported) {
     let f = factory();
-    let m0 = e.memories[0].clone();
-    assert!(matches!(m0.asset, ExportAsset::Inline { .. }));
-    let r = import_with_first_memory_batch(e, vec![m0.clone(), m0]);
-    let st = transfer::status();
-    let c = service::capsule_get(e.owner).unwrap();
-    if r.is_ok() {
-        // What it leads to: finish the import and compare the owner's counts with the stored memories.
-        for b in memory_batches(&e.memories[1..], 3) {
-            transfer::put_memories(
-                f,
-                MemoryBatch {
-                    seq: b.seq + 1,
-                    ..b
-                },
-            )
-            .unwrap();
-        }
-        for b in connection_batches(&e.connections, 3) {
-            transfer::put_connections(f, b).unwrap();
-        }
-        let finalized = transfer::finalize(f);
-        let c = service::capsule_get(e.owner).unwrap();
-        panic!(
-            "the batch was accepted; import counter {} after it; finalize {:?}; then the capsule says \
-             {} memories / {} bytes while {} memories are stored (source: {} / {})",
-            st.memories,
-            finalized.map(|m| m.root_hex),
-            c.memory_count,
-            c.stored_bytes,
-            all_memories(e.owner).len(),
-            e.source.capsule.as_ref().unwrap().memory_count,
-            e.source.capsule.as_ref().unwrap().stored_bytes,
-        );
+    for b in memory_batches(&e.memories, 4) {
+        transfer::put_memories(f, b).unwrap();
     }
-    assert_eq!((st.memories, c.memory_count, c.stored_bytes), (0, 0, 0));
-    assert!(all_memories(e.owner).is_empty());
+    for b in connection_batches(&e.connections, 4) {
+        transfer::put_connections(f, b).unwrap();
+    }
+    assert_eq!(transfer::finalize(f).unwrap(), e.manifest);
+    assert_eq!(fingerprint(e.owner), e.source);
 }
 
-#[test]
-#[ignore = "BUG: transfer::put_memories traps (panics with `checked above`) on a batch naming the same blob memory twice: validation sees the pending blob for both entries, the first commit removes it and the second `expect`s it. Bad input must come back as a typed error, never a trap."]
-fn a_memory_batch_naming_a_blob_memory_twice_is_refused_without_a_trap() {
+#[rstest]
+#[case::inline_memory(0)]
+#[case::blob_memory(1)]
+#[case::memory_without_asset(2)]
+fn a_memory_batch_naming_a_memory_twice_is_refused(#[case] index: usize) {
     let e = exported();
-    let m1 = e.memories[1].clone();
-    assert!(matches!(m1.asset, ExportAsset::Blob { .. }));
-    let r = std::panic::catch_unwind(move || {
-        import_with_first_memory_batch(exported(), vec![m1.clone(), m1]).map_err(|e| e.kind)
+    let m = e.memories[index].clone();
+    // Not a trap, a typed error, and nothing stored.
+    let r = std::panic::catch_unwind(|| {
+        offer_first_memory_batch(e, vec![e.memories[3].clone(), m.clone(), m.clone()])
+            .map_err(|e| e.kind)
+    })
+    .unwrap_or_else(|_| {
+        panic!(
+            "put_memories trapped on a batch naming memory {} twice",
+            m.id
+        )
     });
-    let r = r.unwrap_or_else(|_| panic!("put_memories trapped on a duplicated blob memory"));
-    assert!(r.is_err(), "the batch was accepted: {r:?}");
+    assert_eq!(
+        r,
+        Err(ErrorKind::InvalidArgument {
+            field: "memories[].id".into(),
+            reason: format!("memory {} appears twice in the batch", m.id),
+        })
+    );
+    let st = transfer::status();
+    assert_eq!((st.memories, st.memory_batches), (0, 0));
+    assert!(all_memories(e.owner).is_empty());
+    let c = service::capsule_get(e.owner).unwrap();
+    assert_eq!((c.memory_count, c.stored_bytes), (0, 0));
+    finish_and_check_counts(e);
 }
 
 #[test]
-#[ignore = "BUG: transfer::put_connections accepts a batch naming the same peer twice: the connection is written once but capsule.connection_count and the import's connection counter are incremented twice, and finalize still succeeds (the manifest counts map entries), leaving connection_count 4 for 3 connections. Expected: a typed refusal and nothing stored."]
 fn a_connection_batch_naming_a_peer_twice_is_refused() {
     let e = exported();
     let f = factory();
     transfer::init(e.owner, Some(f));
     transfer::begin(f, begin_req(e)).unwrap();
-    let c0 = e.connections[0].clone();
-    let r = transfer::put_connections(
-        f,
-        ConnectionBatch {
-            seq: 0,
-            connections: vec![c0.clone(), c0],
-        },
-    );
-    if r.is_ok() {
-        transfer::put_connections(
-            f,
-            ConnectionBatch {
-                seq: 1,
-                connections: e.connections[1..].to_vec(),
-            },
-        )
-        .unwrap();
-        for c in &e.chunks {
-            transfer::put_chunk(f, c.clone()).unwrap();
-        }
-        for b in memory_batches(&e.memories, 4) {
-            transfer::put_memories(f, b).unwrap();
-        }
-        let finalized = transfer::finalize(f);
-        let c = service::capsule_get(e.owner).unwrap();
-        panic!(
-            "the batch was accepted; finalize {:?}; then the capsule says {} connections while {} are \
-             stored",
-            finalized.map(|m| m.root_hex),
-            c.connection_count,
-            all_connections(e.owner).len()
-        );
+    for c in &e.chunks {
+        transfer::put_chunk(f, c.clone()).unwrap();
     }
-    assert_eq!(transfer::status().connections, 0);
+    let before = import_fingerprint(e);
+    let c0 = e.connections[0].clone();
+    let batch = ConnectionBatch {
+        seq: 0,
+        connections: vec![c0.clone(), e.connections[1].clone(), c0.clone()],
+    };
+    assert_eq!(
+        kind_of(transfer::put_connections(f, batch)),
+        ErrorKind::InvalidArgument {
+            field: "connections[].peer".into(),
+            reason: format!("{} appears twice in the batch", c0.peer),
+        }
+    );
+    assert_eq!(import_fingerprint(e), before);
+    finish_and_check_counts(e);
 }
 
 // ---- input bounds of the import API -----------------------------------------------------------------
