@@ -928,3 +928,30 @@ fn duplicate_and_conflicting_chunks() {
         }
     );
 }
+
+#[test]
+fn too_many_connections() {
+    let c = setup(false);
+    // The context has one connection.
+    for i in 1..CONNECTIONS_MAX {
+        service::connection_add(c.owner, NOW, user(&format!("peer {i}")), String::new()).unwrap();
+    }
+    assert_eq!(
+        service::capsule_get(c.owner).unwrap().connection_count,
+        CONNECTIONS_MAX
+    );
+    refused(
+        &c,
+        too_many(
+            "connections",
+            CONNECTIONS_MAX as usize,
+            CONNECTIONS_MAX as usize + 1,
+        ),
+        || {
+            service::connection_add(c.owner, NOW, user("one too many"), String::new()).map(drop)
+        },
+    );
+    // Removing one makes room again.
+    service::connection_remove(c.owner, NOW, c.peer).unwrap();
+    service::connection_add(c.owner, NOW, user("one too many"), String::new()).unwrap();
+}

@@ -1200,3 +1200,48 @@ fn a_memory_or_connection_sent_again_in_a_later_batch_conflicts() {
     )
     .unwrap();
 }
+
+#[test]
+fn chunks_of_a_blob_no_memory_claims_are_dropped_at_finalize() {
+    let e = exported();
+    let f = factory();
+    reach(Phase::Open, e);
+    // Chunks for memory 2, which has no blob, and for an id the capsule never had.
+    for memory_id in [2, 99] {
+        let bytes = pattern(CHUNK_SIZE, memory_id as u8);
+        let ack = transfer::put_chunk(
+            f,
+            BlobChunk {
+                memory_id,
+                index: 0,
+                total_len: CHUNK_SIZE as u64 + 1,
+                sha256: sha(&bytes).into(),
+                bytes: bytes.into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            ack,
+            ImportAck {
+                duplicate: false,
+                next: 1
+            }
+        );
+    }
+    transfer::put_chunk(f, e.chunks[1].clone()).unwrap();
+    assert_eq!(transfer::status().pending_blobs, 3);
+    for b in memory_batches(&e.memories, 4) {
+        transfer::put_memories(f, b).unwrap();
+    }
+    for b in connection_batches(&e.connections, 4) {
+        transfer::put_connections(f, b).unwrap();
+    }
+    assert_eq!(transfer::finalize(f).unwrap(), e.manifest);
+    assert_eq!(transfer::status().pending_blobs, 0);
+    assert_eq!(fingerprint(e.owner), e.source);
+    // Their slots were freed: the owner's next two-chunk upload fits in them.
+    let pages = store::memory(Region::BlobSlots).size();
+    let m = blob_memory(e.owner, T0 + 1, "after", &pattern(2 * CHUNK_SIZE, 77));
+    assert_eq!(store::memory(Region::BlobSlots).size(), pages);
+    assert_eq!(read_blob(e.owner, m.id), pattern(2 * CHUNK_SIZE, 77));
+}
