@@ -267,7 +267,7 @@ impl Coverage {
             let missing: Vec<&String> = all.iter().filter(|m| !called.contains_key(*m)).collect();
             s.push_str(&format!("  {krate}: {}/{} Candid methods called", all.len() - missing.len(), all.len()));
             if !missing.is_empty() {
-                s.push_str(&format!("; never called: {}", missing.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")));
+                s.push_str(&format!("; never called: {}", short_list(missing.iter().map(|m| m.as_str()))));
             }
             s.push('\n');
             // error variants: the union over the crate's methods (`Err.NotOwner`)
@@ -289,7 +289,7 @@ impl Coverage {
                 s.push_str(&format!("  {krate}: {}/{} error variants seen", seen_err.len(), all_err.len()));
                 let missing: Vec<&str> = all_err.difference(&seen_err).copied().collect();
                 if !missing.is_empty() {
-                    s.push_str(&format!("; never seen: {}", missing.join(", ")));
+                    s.push_str(&format!("; never seen: {}", short_list(missing.iter().copied())));
                 }
                 s.push('\n');
             }
@@ -318,6 +318,17 @@ impl Coverage {
 }
 
 /// Variant cases in a reply, down through records (`Err.NotOwner` for `Err: {kind: NotOwner, ...}`).
+/// At most 12 names, then "… and N more" (set `SCENARIO_COVERAGE_FULL=1` for all).
+fn short_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let items: Vec<&str> = items.collect();
+    let full = std::env::var("SCENARIO_COVERAGE_FULL").map(|v| v == "1").unwrap_or(false);
+    if full || items.len() <= 12 {
+        items.join(", ")
+    } else {
+        format!("{} … and {} more", items[..12].join(", "), items.len() - 12)
+    }
+}
+
 fn observed_cases(v: &IDLValue, prefix: &str, depth: usize, out: &mut BTreeSet<String>) {
     match v {
         IDLValue::Variant(VariantValue(f, _)) => {
