@@ -709,6 +709,21 @@ pub fn finalize(caller: Principal) -> Result<Manifest> {
     if actual != expected {
         return Err(ErrorKind::ManifestMismatch { expected, actual }.into());
     }
+    // The manifest covers content; the capsule's counters must agree with it too.
+    let capsule = store::with(|s| s.capsules.get(&owner)).expect("capsule created at begin");
+    let stored = actual.inline_bytes + actual.blob_bytes;
+    if (
+        capsule.memory_count,
+        capsule.connection_count,
+        capsule.stored_bytes,
+    ) != (actual.memories, actual.connections, stored)
+    {
+        let reason = format!(
+            "capsule counters ({} memories, {} connections, {} bytes) disagree with its content ({}, {}, {})",
+            capsule.memory_count, capsule.connection_count, capsule.stored_bytes, actual.memories, actual.connections, stored
+        );
+        return Err(ErrorKind::ImportConflict { reason }.into());
+    }
     let orphans: Vec<u64> = with_import(|i| i.pending.keys().collect());
     for memory_id in orphans {
         if let Some(p) = with_import(|i| i.pending.remove(&memory_id)) {
