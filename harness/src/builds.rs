@@ -103,6 +103,19 @@ impl Workspace {
     pub fn default_did(&self, krate: &str) -> Option<PathBuf> {
         self.crates.get(krate).map(|c| c.dir.join(format!("{krate}.did")))
     }
+
+    /// The `.did` for a build: `<dir>/<crate>.<feature>.did` for the first of its features that has
+    /// one (e.g. `backend.failpoints.did`, which adds `failpoint_arm`), else `<dir>/<crate>.did`.
+    pub fn did_for(&self, krate: &str, features: &BTreeSet<String>) -> Option<PathBuf> {
+        let c = self.crates.get(krate)?;
+        for f in features {
+            let p = c.dir.join(format!("{krate}.{f}.did"));
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+        self.default_did(krate)
+    }
 }
 
 fn cache() -> &'static Mutex<HashMap<BuildSpec, Arc<OnceLock<Result<Arc<Artifact>, String>>>>> {

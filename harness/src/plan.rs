@@ -678,7 +678,7 @@ impl Linter<'_> {
         self.features(krate, &c.features);
         let did = match &c.did {
             Some(d) => self.project.ws.root.join(&d.value),
-            None => ws.default_did(krate).unwrap_or_default(),
+            None => ws.did_for(krate, &c.features.iter().map(|f| f.value.clone()).collect()).unwrap_or_default(),
         };
         let did_span = c.did.as_ref().map(|d| d.span).unwrap_or(c.krate.span);
         let iface = match Interface::load_file(&did) {
