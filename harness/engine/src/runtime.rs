@@ -1025,7 +1025,12 @@ pub struct CanisterInstance {
     pub table: Option<Table>,
     pub globals: Vec<Global>,
     pub compiled: Arc<Compiled>,
+    /// The shadow-stack pointer (`__stack_pointer`), if the module names it.
+    stack_pointer: Option<Global>,
     heap_snapshot: Vec<u8>,
+    /// Snapshot covers `[snapshot_offset, snapshot_len)` of linear memory.
+    snapshot_offset: usize,
+    snapshot_len: usize,
     global_snapshot: Vec<Val>,
     checkpointed: bool,
 }
@@ -1061,6 +1066,12 @@ impl CanisterInstance {
             .filter_map(|g| instance.get_global(&mut store, g))
             .collect();
         store.data_mut().mem = memory;
+        let stack_pointer = compiled
+            .info
+            .stack_pointer
+            .as_ref()
+            .and_then(|g| instance.get_global(&mut store, g))
+            .filter(|g| matches!(g.ty(&store).content(), wasmtime::ValType::I32));
         Ok((
             CanisterInstance {
                 store,
@@ -1069,7 +1080,10 @@ impl CanisterInstance {
                 table,
                 globals,
                 compiled,
+                stack_pointer,
                 heap_snapshot: vec![],
+                snapshot_offset: 0,
+                snapshot_len: 0,
                 global_snapshot: vec![],
                 checkpointed: false,
             },
@@ -1093,10 +1107,18 @@ impl CanisterInstance {
     }
 
     /// Remember heap, globals and stable memory so that `rollback` can restore them.
+    ///
+    /// Memory below the shadow-stack pointer (rustc: the first 1 MiB, the stack grows down from there) is dead
+    /// between executions, so it is not copied; everything from the stack pointer up is.
     pub fn checkpoint(&mut self) {
         self.heap_snapshot.clear();
         if let Some(m) = self.memory {
-            self.heap_snapshot.extend_from_slice(m.data(&self.store));
+            let sp = self.stack_pointer.and_then(|g| g.get(&mut self.store).i32()).map(|v| v as u32 as usize).unwrap_or(0);
+            let data = m.data(&self.store);
+            let off = sp.min(data.len());
+            self.snapshot_offset = off;
+            self.snapshot_len = data.len();
+            self.heap_snapshot.extend_from_slice(&data[off..]);
         }
         self.global_snapshot.clear();
         for g in &self.globals {
@@ -1120,7 +1142,7 @@ impl CanisterInstance {
         }
         self.checkpointed = false;
         self.store.data_mut().stable.rollback();
-        let grown = self.memory.is_some_and(|m| m.data_size(&self.store) != self.heap_snapshot.len());
+        let grown = self.memory.is_some_and(|m| m.data_size(&self.store) != self.snapshot_len);
         if grown {
             // Linear memory cannot shrink: build a fresh instance and load the snapshot into it.
             let placeholder = Ctx::new(
@@ -1135,16 +1157,19 @@ impl CanisterInstance {
                 Ok((mut fresh, _)) => {
                     if let Some(m) = fresh.memory {
                         let cur = m.data_size(&fresh.store) as u64;
-                        let want = self.heap_snapshot.len() as u64;
+                        let want = self.snapshot_len as u64;
                         if want > cur {
                             let _ = m.grow(&mut fresh.store, (want - cur) / WASM_PAGE);
                         }
-                        m.data_mut(&mut fresh.store)[..self.heap_snapshot.len()].copy_from_slice(&self.heap_snapshot);
+                        m.data_mut(&mut fresh.store)[self.snapshot_offset..self.snapshot_len]
+                            .copy_from_slice(&self.heap_snapshot);
                     }
                     for (g, v) in fresh.globals.iter().zip(self.global_snapshot.iter()) {
                         let _ = g.set(&mut fresh.store, *v);
                     }
                     fresh.heap_snapshot = std::mem::take(&mut self.heap_snapshot);
+                    fresh.snapshot_offset = self.snapshot_offset;
+                    fresh.snapshot_len = self.snapshot_len;
                     fresh.store.data_mut().kind = kind;
                     fresh.store.data_mut().fuel_limit = fuel;
                     *self = fresh;
@@ -1156,7 +1181,7 @@ impl CanisterInstance {
             return;
         }
         if let Some(m) = self.memory {
-            m.data_mut(&mut self.store).copy_from_slice(&self.heap_snapshot);
+            m.data_mut(&mut self.store)[self.snapshot_offset..self.snapshot_len].copy_from_slice(&self.heap_snapshot);
         }
         for (g, v) in self.globals.iter().zip(self.global_snapshot.iter()) {
             let _ = g.set(&mut self.store, *v);

@@ -121,6 +121,8 @@ pub struct ModuleInfo {
     pub metadata: BTreeMap<String, (bool, Vec<u8>)>,
     pub custom_sections_size: u64,
     pub enhanced_orthogonal_persistence: bool,
+    /// Export name of the global named `__stack_pointer` in the name section (rustc/LLVM output), if any.
+    pub stack_pointer: Option<String>,
 }
 
 fn invalid(msg: impl Into<String>) -> String {
@@ -179,6 +181,7 @@ pub fn validate(wasm: &[u8]) -> Result<ModuleInfo, String> {
     let mut icp_total = 0usize;
     let mut icp_count = 0usize;
     let mut code_size = 0usize;
+    let mut stack_pointer_index: Option<u32> = None;
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload.map_err(|e| format!("Wasm module has an invalid format: {e}"))?;
         match payload {
@@ -254,6 +257,17 @@ pub fn validate(wasm: &[u8]) -> Result<ModuleInfo, String> {
             }
             Payload::CodeSectionStart { size, .. } => code_size = size as usize,
             Payload::CustomSection(c) => {
+                if let wasmparser::KnownCustom::Name(reader) = c.as_known() {
+                    for n in reader.into_iter().flatten() {
+                        if let wasmparser::Name::Global(map) = n {
+                            for naming in map.into_iter().flatten() {
+                                if naming.name == "__stack_pointer" {
+                                    stack_pointer_index = Some(naming.index);
+                                }
+                            }
+                        }
+                    }
+                }
                 let name = c.name();
                 info.custom_sections_size += c.data().len() as u64 + name.len() as u64;
                 if let Some(rest) = name.strip_prefix("icp:") {
@@ -364,6 +378,9 @@ pub fn validate(wasm: &[u8]) -> Result<ModuleInfo, String> {
         )));
     }
     info.mutable_globals = mutable_globals.iter().map(|g| format!("{GLOBAL_EXPORT_PREFIX}{g}")).collect();
+    info.stack_pointer = stack_pointer_index
+        .filter(|i| mutable_globals.contains(i))
+        .map(|i| format!("{GLOBAL_EXPORT_PREFIX}{i}"));
     Ok(info)
 }
 
