@@ -249,6 +249,7 @@ struct Linter<'a> {
 /// Lint-time resolution: names are known, captures are not.
 pub struct LintResolve<'a> {
     pub names: &'a BTreeSet<String>,
+    pub canisters: &'a BTreeSet<String>,
     pub vars: &'a BTreeMap<String, Node>,
     pub scope: &'a BTreeMap<String, Node>,
 }
@@ -265,6 +266,9 @@ impl Resolve for LintResolve<'_> {
     }
     fn names(&self) -> Vec<String> {
         self.names.iter().cloned().collect()
+    }
+    fn wasm(&self, canister: &str) -> Option<Vec<u8>> {
+        self.canisters.contains(canister).then(|| b"\0asm\x01\0\0\0".to_vec())
     }
 }
 
@@ -551,9 +555,10 @@ impl Linter<'_> {
         };
         // init args (need the canister list for principals)
         let names: BTreeSet<String> = loaded.names().into_iter().collect();
+        let can_names: BTreeSet<String> = loaded.canisters.iter().map(|c| c.name.clone()).collect();
         let empty = BTreeMap::new();
         for cp in &loaded.canisters {
-            let r = LintResolve { names: &names, vars: &loaded.vars, scope: &empty };
+            let r = LintResolve { names: &names, canisters: &can_names, vars: &loaded.vars, scope: &empty };
             if let Err(e) = init_arg(cp, &r) {
                 self.diags.push(vdiag(self.file, e));
             }
@@ -812,7 +817,8 @@ impl Linter<'_> {
                 );
             }
         }
-        let r = LintResolve { names, vars: &l.vars, scope: &s.scope };
+        let can_names: BTreeSet<String> = l.canisters.iter().map(|c| c.name.clone()).collect();
+        let r = LintResolve { names, canisters: &can_names, vars: &l.vars, scope: &s.scope };
         let st = &s.step;
         let res: Result<(), ValueError> = (|| {
             match s.action {
@@ -844,6 +850,9 @@ impl Linter<'_> {
                         }
                         submits.insert(s.id.clone(), (p.canister.clone(), p.method.clone()));
                     } else {
+                        if let Some(d) = &st.every {
+                            parse_duration(&d.value).ok_or_else(|| verr("duration", d.span, format!("cannot read the duration `{}`", d.value)))?;
+                        }
                         if s.action == "tick_until" && st.expect.is_none() {
                             return Err(verr("type", s.span, "`tick_until` needs an `expect` (the condition to wait for)"));
                         }

@@ -453,10 +453,12 @@ struct Run<'a> {
     rows: Vec<Row>,
     coverage: Coverage,
     builds: BTreeMap<String, BuildSpec>,
+    wasms: BTreeMap<String, Arc<Artifact>>,
 }
 
 struct RunResolve<'a> {
     principals: &'a BTreeMap<String, Principal>,
+    wasms: &'a BTreeMap<String, Arc<Artifact>>,
     captures: &'a BTreeMap<String, Node>,
     vars: &'a BTreeMap<String, Node>,
     scope: &'a BTreeMap<String, Node>,
@@ -471,6 +473,9 @@ impl Resolve for RunResolve<'_> {
     }
     fn names(&self) -> Vec<String> {
         self.captures.keys().chain(self.vars.keys()).chain(self.scope.keys()).cloned().collect()
+    }
+    fn wasm(&self, canister: &str) -> Option<Vec<u8>> {
+        self.wasms.get(canister).map(|a| a.wasm.clone())
     }
 }
 
@@ -495,7 +500,7 @@ impl StepFail {
 
 impl Run<'_> {
     fn resolver<'b>(&'b self, scope: &'b BTreeMap<String, Node>) -> RunResolve<'b> {
-        RunResolve { principals: &self.principals, captures: &self.captures, vars: &self.l.vars, scope }
+        RunResolve { principals: &self.principals, wasms: &self.wasms, captures: &self.captures, vars: &self.l.vars, scope }
     }
 
     fn norm(&self) -> Normalize<'_> {
@@ -549,6 +554,7 @@ impl Run<'_> {
             self.principals.insert(c.name.clone(), id);
             self.names.insert(id, c.name.clone());
             self.builds.insert(c.name.clone(), c.spec.clone());
+            self.wasms.insert(c.name.clone(), art.clone());
             let empty = BTreeMap::new();
             let arg = plan::init_arg(c, &self.resolver(&empty)).map_err(|e| format!("init argument of `{}`: {}", c.name, e.message))?;
             let sender = controllers.first().copied().unwrap_or_else(Principal::anonymous);
@@ -762,7 +768,12 @@ impl Run<'_> {
                 let target = s.tick_until.clone().expect("tick_until");
                 let p = plan::prepare_call(self.l, &target, Some(true), s, &r!()).map_err(StepFail::value)?;
                 let max = s.max_rounds.unwrap_or(100);
+                let every = match &s.every {
+                    Some(d) => Some(plan::parse_duration(&d.value).ok_or_else(|| StepFail::msg(d.span, "bad duration"))?),
+                    None => None,
+                };
                 obs.insert("tick_until".into(), J::String(format!("{}.{}", p.canister, p.method)));
+                obs.insert("as".into(), J::String(p.sender.clone()));
                 let mut rounds = 0;
                 loop {
                     let result = self.do_call(&p);
@@ -771,6 +782,9 @@ impl Run<'_> {
                         self.note_reply(&p.canister, &p.method, &result);
                         self.render_result(obs, &result);
                         obs.insert("rounds".into(), J::from(rounds));
+                        if every.is_some() {
+                            obs.insert("time".into(), J::String(self.now()));
+                        }
                         if mm.is_empty() {
                             self.capture(st, &p, &result, obs)?;
                         }
@@ -780,7 +794,15 @@ impl Run<'_> {
                         }
                         return Ok(mm);
                     }
-                    self.ic.tick();
+                    match &every {
+                        Some(d) => {
+                            self.ic.advance_time(Duration::from_nanos(*d as u64));
+                            // a round makes due timers fire; then let their calls finish
+                            self.ic.tick();
+                            self.ic.run_until_idle(100).map_err(|e| StepFail::infra(st.span, e))?;
+                        }
+                        None => self.ic.tick(),
+                    }
                     rounds += 1;
                 }
             }
@@ -799,6 +821,8 @@ impl Run<'_> {
                     obs.insert("set_time".into(), J::String(t.value.clone()));
                 }
                 if s.idle.unwrap_or(true) {
+                    // one round makes due timers fire, then their calls run to the end
+                    self.ic.tick();
                     self.ic.run_until_idle(s.max_rounds.unwrap_or(100)).map_err(|e| StepFail::infra(st.span, e))?;
                 }
                 obs.insert("time".into(), J::String(self.now()));
@@ -902,6 +926,7 @@ impl Run<'_> {
         }
         res.map_err(|e| StepFail::msg(span, format!("{:?} of `{name}` failed: {e}", mode)))?;
         self.builds.insert(name.to_string(), spec);
+        self.wasms.insert(name.to_string(), art);
         self.ic.run_until_idle(100).map_err(|e| StepFail::infra(span, e))?;
         Ok(())
     }
@@ -998,6 +1023,7 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
         rows: vec![],
         coverage: Coverage::default(),
         builds: BTreeMap::new(),
+        wasms: BTreeMap::new(),
     };
     let trace = std::env::var("SCENARIO_TRACE").map(|v| v == "1").unwrap_or(false);
     let setup_started = Instant::now();
