@@ -182,6 +182,7 @@ pub fn validate(wasm: &[u8]) -> Result<ModuleInfo, String> {
     let mut icp_count = 0usize;
     let mut code_size = 0usize;
     let mut stack_pointer_index: Option<u32> = None;
+    let mut first_global_mut_i32 = false;
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload.map_err(|e| format!("Wasm module has an invalid format: {e}"))?;
         match payload {
@@ -245,6 +246,9 @@ pub fn validate(wasm: &[u8]) -> Result<ModuleInfo, String> {
                     let g = g.map_err(|e| e.to_string())?;
                     if g.ty.mutable {
                         mutable_globals.push(n_globals);
+                    }
+                    if n_globals == 0 {
+                        first_global_mut_i32 = g.ty.mutable && g.ty.content_type == ValType::I32;
                     }
                     n_globals += 1;
                 }
@@ -378,6 +382,12 @@ pub fn validate(wasm: &[u8]) -> Result<ModuleInfo, String> {
         )));
     }
     info.mutable_globals = mutable_globals.iter().map(|g| format!("{GLOBAL_EXPORT_PREFIX}{g}")).collect();
+    // Without a name section (stripped builds), lld's layout: global 0 is `__stack_pointer` (a mutable i32) in
+    // modules that export `__heap_base` / `__data_end`.
+    let lld = exports.iter().any(|(n, k, _)| *k == ExternalKind::Global && (n == "__heap_base" || n == "__data_end"));
+    if stack_pointer_index.is_none() && lld && first_global_mut_i32 {
+        stack_pointer_index = Some(0);
+    }
     info.stack_pointer = stack_pointer_index
         .filter(|i| mutable_globals.contains(i))
         .map(|i| format!("{GLOBAL_EXPORT_PREFIX}{i}"));
