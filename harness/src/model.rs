@@ -290,8 +290,8 @@ pub struct Step {
     pub idle: Option<bool>,
     /// Bound for `tick_until` and running until idle (default 100).
     pub max_rounds: Option<u32>,
-    /// For `tick_until`: instead of one round, advance time by this much (then run until idle)
-    /// between attempts, for workflows driven by timers.
+    /// For `tick_until`: advance time by this much before each round (for workflows driven by
+    /// timers); without it, attempts are one round apart at the same time.
     pub every: Option<Spanned<String>>,
     /// Build features for `upgrade`/`reinstall` (default: the canister's build).
     pub features: Option<Vec<Spanned<String>>>,

@@ -796,10 +796,9 @@ impl Run<'_> {
                     }
                     match &every {
                         Some(d) => {
+                            // one round after advancing time: due timers fire, calls progress one round
                             self.ic.advance_time(Duration::from_nanos(*d as u64));
-                            // a round makes due timers fire; then let their calls finish
                             self.ic.tick();
-                            self.ic.run_until_idle(100).map_err(|e| StepFail::infra(st.span, e))?;
                         }
                         None => self.ic.tick(),
                     }
