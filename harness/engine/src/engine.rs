@@ -138,7 +138,7 @@ struct Canister {
     total_changes: u64,
     contexts: BTreeMap<u64, CallContext>,
     callbacks: BTreeMap<u64, Callback>,
-    stops: Vec<(ReqOrigin, Principal)>,
+    stops: Vec<(ReqOrigin, Principal, u64)>,
     last_charge: u64,
 }
 
@@ -430,6 +430,22 @@ impl Engine {
                 }
                 return Err(Reject::ic(536, format!("Management canister has no method '{method}'")));
             }
+            // Ingress to the management canister is validated against its effective canister at submission.
+            #[derive(candid::CandidType, serde::Deserialize)]
+            struct Effective {
+                canister_id: Option<Principal>,
+                target_canister: Option<Principal>,
+            }
+            if method != "provisional_create_canister_with_cycles" {
+                if let Ok(eff) = candid::decode_one::<Effective>(&arg) {
+                    if let Some(target) = eff.canister_id.or(eff.target_canister) {
+                        let c = self.get(target)?;
+                        if method != "provisional_top_up_canister" && !c.settings.controllers.contains(&sender) {
+                            return Err(not_controller(target, &c.settings.controllers, sender));
+                        }
+                    }
+                }
+            }
         } else {
             let Some(c) = self.canisters.get(&canister) else {
                 return Err(Reject::ic(301, format!("Canister {canister} not found")));
@@ -601,6 +617,7 @@ impl Engine {
             self.queue.push_back(m);
         }
         self.expire_deadlines();
+        self.expire_stops();
         self.charge_storage();
         self.system_tasks();
         let mut n = 0;
@@ -1171,7 +1188,7 @@ impl Engine {
             c.status = Status::Stopped;
             c.version += 1;
             let stops = std::mem::take(&mut c.stops);
-            for (origin, caller) in stops {
+            for (origin, caller, _) in stops {
                 self.respond(&origin, caller, Ok(candid_empty()), 0);
             }
         }
@@ -1259,6 +1276,26 @@ impl Engine {
         }
         for r in expired {
             self.queue.push_back(Msg::Resp(r));
+        }
+    }
+
+    /// Pending `stop_canister` calls are rejected after 5 minutes (IC0206); the canister stays Stopping.
+    fn expire_stops(&mut self) {
+        const STOP_TIMEOUT: u64 = 300_000_000_000;
+        let now = self.round_time;
+        let mut expired = vec![];
+        for (cid, c) in self.canisters.iter_mut() {
+            if c.stops.is_empty() {
+                continue;
+            }
+            let (old, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut c.stops).into_iter().partition(|(_, _, t)| now.saturating_sub(*t) >= STOP_TIMEOUT);
+            c.stops = keep;
+            for (o, caller, _) in old {
+                expired.push((o, caller, *cid));
+            }
+        }
+        for (o, caller, cid) in expired {
+            self.respond(&o, caller, Err(Reject::ic(206, format!("Stop canister request timed out for canister {cid}."))), 0);
         }
     }
 
@@ -1732,7 +1769,7 @@ impl Engine {
                             c.status = Status::Stopping;
                             c.version += 1;
                         }
-                        c.stops.push((req.origin.clone(), sender));
+                        c.stops.push((req.origin.clone(), sender, self.round_time));
                         self.check_stopped(a.canister_id);
                         MgmtResult::Deferred
                     }
@@ -1748,7 +1785,7 @@ impl Engine {
                     c.version += 1;
                 }
                 let id = a.canister_id;
-                for (o, caller) in stops {
+                for (o, caller, _) in stops {
                     self.respond(&o, caller, Err(Reject::ic(511, format!("Canister {id} has been restarted."))), 0);
                 }
                 empty(cycles)

@@ -194,3 +194,43 @@ fn large_stable_memory_rollback_is_cheap() {
     let b: Vec<u8> = query(&mut e, c, "stable_read", Encode!(&(100u64 << 20), &4u64).unwrap()).unwrap();
     assert_eq!(b, vec![0xAA; 4]);
 }
+
+#[test]
+fn stop_request_times_out_after_five_minutes_and_refunds_are_seen_by_callbacks() {
+    let (mut e, a) = setup();
+    let b = setup_with(&mut e, 100 * T);
+    // Refund: b does not accept, so the whole amount comes back and msg_cycles_refunded reports it.
+    let (_, refunded, ok): (u128, u128, bool) = e
+        .update_call(user(), a, "call_with_cycles_report", &Encode!(&b, &"inc".to_string(), &T).unwrap())
+        .map(|r| Decode!(&r, u128, u128, bool).unwrap())
+        .unwrap();
+    assert!(ok);
+    assert_eq!(refunded, T);
+    // A stop that cannot complete (a call of a is held) is rejected with IC0206 after 5 minutes.
+    let f = e.add_fault(rule(FaultTarget::Canister(b), None, FaultAction::Hold));
+    let _call = e.submit_call(user(), a, "call", &call_arg(b, "inc", none(), 0, false)).unwrap();
+    e.tick();
+    let stop = e
+        .submit_call(user(), Principal::management_canister(), "stop_canister", &Encode!(&engine::mgmt_types::CanisterIdRecord { canister_id: a }).unwrap())
+        .unwrap();
+    e.tick();
+    assert_eq!(e.status(a).unwrap(), Status::Stopping);
+    e.advance_time(Duration::from_secs(301));
+    let r = e.await_call(stop).unwrap_err();
+    assert_eq!(r.error_code.as_deref(), Some("IC0206"));
+    assert_eq!(r.code, RejectCode::SysTransient);
+    assert_eq!(e.status(a).unwrap(), Status::Stopping);
+    // New calls to a stopping canister: IC0509.
+    let r = e.update_call(user(), a, "inc", &none()).unwrap_err();
+    assert_eq!(r.error_code.as_deref(), Some("IC0509"));
+    e.release_held(f);
+    e.run_until_idle(10).unwrap();
+    e.start_canister(user(), a).unwrap();
+    assert_eq!(e.status(a).unwrap(), Status::Running);
+}
+
+#[test]
+fn engine_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Engine>();
+}
