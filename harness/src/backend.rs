@@ -141,11 +141,13 @@ pub fn availability(kind: BackendKind) -> Result<(), Unavailable> {
     }
 }
 
-/// Capabilities a backend kind has, known without opening it.
+/// Capabilities a backend kind has, known without opening it: every engine-only capability is the
+/// embedded engine's; PocketIC has none of them.
 pub fn kind_supports(kind: BackendKind, cap: Capability) -> bool {
+    let _ = cap;
     match kind {
         BackendKind::Embedded => true,
-        BackendKind::Pocketic => matches!(cap, Capability::Metrics) && false,
+        BackendKind::Pocketic => false,
     }
 }
 
@@ -161,20 +163,6 @@ pub fn open(kind: BackendKind, start_time_nanos: u64, seed: u64) -> Result<Box<d
         #[allow(unreachable_patterns)]
         _ => Err(Unavailable(format!("backend {} is not compiled in", kind.name()))),
     }
-}
-
-/// Candid argument of the management canister's `update_settings` for controllers.
-pub fn update_controllers_arg(canister: Principal, controllers: &[Principal]) -> Vec<u8> {
-    #[derive(candid::CandidType)]
-    struct Settings {
-        controllers: Option<Vec<Principal>>,
-    }
-    #[derive(candid::CandidType)]
-    struct Arg {
-        canister_id: Principal,
-        settings: Settings,
-    }
-    candid::encode_one(Arg { canister_id: canister, settings: Settings { controllers: Some(controllers.to_vec()) } }).unwrap_or_default()
 }
 
 #[cfg(feature = "embedded")]

@@ -118,8 +118,10 @@ impl Workspace {
     }
 }
 
-fn cache() -> &'static Mutex<HashMap<BuildSpec, Arc<OnceLock<Result<Arc<Artifact>, String>>>>> {
-    static C: OnceLock<Mutex<HashMap<BuildSpec, Arc<OnceLock<Result<Arc<Artifact>, String>>>>>> = OnceLock::new();
+type BuildCell = Arc<OnceLock<Result<Arc<Artifact>, String>>>;
+
+fn cache() -> &'static Mutex<HashMap<BuildSpec, BuildCell>> {
+    static C: OnceLock<Mutex<HashMap<BuildSpec, BuildCell>>> = OnceLock::new();
     C.get_or_init(Default::default)
 }
 

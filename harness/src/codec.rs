@@ -171,7 +171,7 @@ pub fn interpolate(node: &Node, r: &dyn Resolve) -> Result<Node, ValueError> {
                         Some(v) => out.push_str(&scalar_text(&v).ok_or_else(|| {
                             err(node.span, format!("`${{{name}}}` is not a scalar and cannot be embedded in text"))
                         })?),
-                        None if r.lenient() => out.push_str("x"),
+                        None if r.lenient() => out.push('x'),
                         None => return Err(undefined(node.span, name, r)),
                     }
                     rest = &after[j + 1..];
@@ -374,11 +374,13 @@ pub fn blob_with(n: &Node, r: &dyn Resolve) -> Result<Vec<u8>, ValueError> {
     }
 }
 
+type Memo = ((usize, u64), std::rc::Rc<Vec<u8>>);
+
 /// Deterministic pseudo-random bytes (splitmix64 seeded with `seed`), memoized per thread so that a
 /// scenario can slice and hash the same multi-MiB blob many times cheaply.
 pub fn det_bytes(len: usize, seed: u64) -> Vec<u8> {
     thread_local! {
-        static MEMO: std::cell::RefCell<Vec<((usize, u64), std::rc::Rc<Vec<u8>>)>> = const { std::cell::RefCell::new(Vec::new()) };
+        static MEMO: std::cell::RefCell<Vec<Memo>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     if let Some(b) = MEMO.with(|m| m.borrow().iter().find(|(k, _)| *k == (len, seed)).map(|(_, v)| v.clone())) {
         return (*b).clone();
@@ -810,7 +812,7 @@ pub fn fmt_duration(nanos: u128) -> String {
     if s > 0 || sub > 0 {
         if sub == 0 {
             out.push_str(&format!("{s}s"));
-        } else if secs == 0 && sub % 1_000_000 == 0 {
+        } else if secs == 0 && sub.is_multiple_of(1_000_000) {
             out.push_str(&format!("{}ms", sub / 1_000_000));
         } else if secs == 0 && sub < 1_000_000 {
             out.push_str(&format!("{sub}ns"));
@@ -831,7 +833,7 @@ pub fn bucket_cycles(c: i128) -> String {
     for (u, s) in units {
         if c >= u {
             let v = c as f64 / u as f64;
-            let digits = if v >= 100.0 { 0 } else if v >= 10.0 { 0 } else { 1 };
+            let digits = if v >= 10.0 { 0 } else { 1 };
             let rounded = if v >= 100.0 { (v / 10.0).round() * 10.0 } else { v };
             return format!("~{:.*}{}", digits, rounded, s);
         }
@@ -1409,7 +1411,7 @@ impl Matcher<'_> {
                     };
                     if let Some(v) = value {
                         let x = as_f64(strip_opt_for(t, v)).unwrap_or(f64::NAN);
-                        if !((x - target).abs() <= tol) {
+                        if (x - target).abs() > tol || x.is_nan() {
                             fail(out, path, format!("≈ {} (± {})", self.show_node(arg), tol));
                         }
                     }

@@ -11,6 +11,7 @@ use candid::types::Type;
 use candid::Principal;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// Built-in identities.
@@ -45,7 +46,7 @@ pub struct CanisterPlan {
     pub span: Span,
     pub spec: BuildSpec,
     pub did: PathBuf,
-    pub iface: Arc<Interface>,
+    pub iface: Rc<Interface>,
     pub init: Option<Node>,
     pub init_candid: Option<Spanned<String>>,
     pub cycles: u128,
@@ -333,7 +334,7 @@ pub struct Prepared {
     pub query: bool,
     pub sender: String,
     pub arg: Vec<u8>,
-    pub iface: Arc<Interface>,
+    pub iface: Rc<Interface>,
     pub rets: Vec<Type>,
 }
 
@@ -357,11 +358,7 @@ pub fn prepare_call(
                 Some(n) => Some(codec::interpolate(&n.0, r)?),
                 None => None,
             };
-            let node = node.as_ref().map(|n| {
-                // `args` without span for a missing value: point at the target
-                n
-            });
-            codec::encode_args(node, &f.args, &can.iface.env, r).map_err(|mut e| {
+            codec::encode_args(node.as_ref(), &f.args, &can.iface.env, r).map_err(|mut e| {
                 if e.span == Span::default() {
                     e.span = target.span;
                 }
@@ -687,7 +684,7 @@ impl Linter<'_> {
         };
         let did_span = c.did.as_ref().map(|d| d.span).unwrap_or(c.krate.span);
         let iface = match Interface::load_file(&did) {
-            Ok(i) => Arc::new(i),
+            Ok(i) => Rc::new(i),
             Err(e) => {
                 self.push(ErrorKind::Build, did_span, format!("cannot load the Candid interface: {e}"));
                 return None;

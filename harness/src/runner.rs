@@ -11,6 +11,7 @@ use candid::Principal;
 use serde_json::{json, Map, Value as J};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,7 @@ pub enum VariantSel {
 /// One scenario × backend × variant.
 #[derive(Clone)]
 pub struct Trial {
-    pub scenario: Arc<Loaded>,
+    pub scenario: Rc<Loaded>,
     pub backend: BackendKind,
     pub variant: VariantSel,
     pub variant_name: String,
@@ -59,7 +60,7 @@ fn sanitize(s: &str) -> String {
 }
 
 /// Expand a scenario into its trials.
-pub fn expand(l: &Arc<Loaded>) -> Vec<Trial> {
+pub fn expand(l: &Rc<Loaded>) -> Vec<Trial> {
     let v = &l.sc.variants;
     let backends: Vec<BackendKind> = match &v.backends {
         Some(b) => b.iter().map(|x| x.value).collect(),
@@ -402,13 +403,18 @@ pub struct TrialResult {
     pub elapsed: Duration,
 }
 
+/// Builds a canister variant.
+pub type BuildFn = Arc<dyn Fn(&BuildSpec) -> Result<Arc<Artifact>, String> + Send + Sync>;
+/// Opens a fresh IC: (backend, start time, seed).
+pub type OpenFn = Arc<dyn Fn(BackendKind, u64, u64) -> Result<Box<dyn Ic>, Unavailable> + Send + Sync>;
+
 /// Pluggable pieces (tests replace the builder and the backend).
 #[derive(Clone)]
 pub struct RunOptions {
     pub snapshot: bool,
     pub write_artifacts: bool,
-    pub build: Arc<dyn Fn(&BuildSpec) -> Result<Arc<Artifact>, String> + Send + Sync>,
-    pub open: Arc<dyn Fn(BackendKind, u64, u64) -> Result<Box<dyn Ic>, Unavailable> + Send + Sync>,
+    pub build: BuildFn,
+    pub open: OpenFn,
 }
 
 impl RunOptions {
@@ -478,6 +484,8 @@ impl Resolve for RunResolve<'_> {
         self.wasms.get(canister).map(|a| a.wasm.clone())
     }
 }
+
+type CanisterLogs = Vec<(String, Vec<LogLine>)>;
 
 /// A failed step.
 struct StepFail {
@@ -1047,7 +1055,7 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
         _ => None,
     };
 
-    let mut failure: Option<(String, StepFail, Vec<(String, Vec<LogLine>)>)> = None;
+    let mut failure: Option<(String, StepFail, CanisterLogs)> = None;
     let mut relaxed = false;
     let mut steps: Vec<PStep> = l.steps.clone();
     let on_fault_start = steps.len();

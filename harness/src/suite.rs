@@ -5,7 +5,7 @@ use crate::diag::Diagnostic;
 use crate::plan::{self, Loaded, Project};
 use crate::runner::{self, Coverage, Status, Trial, TrialResult};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::rc::Rc;
 use std::time::Duration;
 
 /// CLI exit codes.
@@ -41,14 +41,17 @@ pub fn files(args: &[String]) -> Vec<PathBuf> {
     out
 }
 
+/// A file that failed lint, with its errors.
+pub type LintFailure = (PathBuf, Vec<Diagnostic>);
+
 /// Load every file: the loaded scenarios and the lint errors.
-pub fn load_all(project: &Project, files: &[PathBuf]) -> (Vec<Arc<Loaded>>, Vec<(PathBuf, Vec<Diagnostic>)>) {
+pub fn load_all(project: &Project, files: &[PathBuf]) -> (Vec<Rc<Loaded>>, Vec<LintFailure>) {
     let mut ok = vec![];
     let mut bad = vec![];
     for f in files {
         let f = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone());
         match plan::load(project, &f) {
-            Ok(l) => ok.push(Arc::new(l)),
+            Ok(l) => ok.push(Rc::new(l)),
             Err(d) => bad.push((f.clone(), d)),
         }
     }
@@ -56,7 +59,7 @@ pub fn load_all(project: &Project, files: &[PathBuf]) -> (Vec<Arc<Loaded>>, Vec<
 }
 
 /// Trials of the loaded scenarios, filtered by `SCENARIO_TAGS`.
-pub fn trials(loaded: &[Arc<Loaded>]) -> Vec<Trial> {
+pub fn trials(loaded: &[Rc<Loaded>]) -> Vec<Trial> {
     let tags = std::env::var("SCENARIO_TAGS").unwrap_or_default();
     loaded.iter().filter(|l| runner::tags_selected(l, &tags)).flat_map(runner::expand).collect()
 }
@@ -183,13 +186,13 @@ impl TrialRef {
     /// The trial, loaded in this thread.
     pub fn resolve(&self, project: &Project) -> Result<Trial, String> {
         thread_local! {
-            static CACHE: std::cell::RefCell<std::collections::HashMap<PathBuf, Arc<Loaded>>> = Default::default();
+            static CACHE: std::cell::RefCell<std::collections::HashMap<PathBuf, Rc<Loaded>>> = Default::default();
         }
         let loaded = CACHE.with(|c| c.borrow().get(&self.file).cloned());
         let loaded = match loaded {
             Some(l) => l,
             None => {
-                let l = Arc::new(plan::load(project, &self.file).map_err(|ds| ds.iter().map(|d| d.to_string()).collect::<String>())?);
+                let l = Rc::new(plan::load(project, &self.file).map_err(|ds| ds.iter().map(|d| d.to_string()).collect::<String>())?);
                 CACHE.with(|c| c.borrow_mut().insert(self.file.clone(), l.clone()));
                 l
             }

@@ -2,7 +2,7 @@
 
 use harness::plan::Project;
 use harness::runner::{self, Ordered, RunOptions, Status};
-use std::sync::Arc;
+use std::rc::Rc;
 
 #[test]
 fn same_scenario_twice_same_transcript_on_the_engine() {
@@ -16,7 +16,7 @@ fn same_scenario_twice_same_transcript_on_the_engine() {
     opts.write_artifacts = false;
     for file in ["scenarios/capsule/access.yaml", "scenarios/capsule/connections.yaml"] {
         let path = harness::paths::root().join(file);
-        let loaded = Arc::new(harness::plan::load(&project, &path).unwrap_or_else(|d| panic!("{}", d.iter().map(|d| d.to_string()).collect::<String>())));
+        let loaded = Rc::new(harness::plan::load(&project, &path).unwrap_or_else(|d| panic!("{}", d.iter().map(|d| d.to_string()).collect::<String>())));
         let trials: Vec<_> = runner::expand(&loaded).into_iter().filter(|t| t.backend.name() == "embedded").take(2).collect();
         for t in trials {
             let a = runner::run_trial(&project, &t, &opts);

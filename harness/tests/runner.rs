@@ -4,7 +4,7 @@
 mod common;
 
 use harness::runner::{self, Status};
-use std::sync::Arc;
+use std::rc::Rc;
 
 const TOY: &str = r#"
 schema: 1
@@ -94,11 +94,11 @@ on_fault:
     expect: {ge: 0}
 "#;
 
-fn load(text: &str) -> (harness::plan::Project, Arc<harness::plan::Loaded>) {
+fn load(text: &str) -> (harness::plan::Project, Rc<harness::plan::Loaded>) {
     let (project, dir) = common::project();
     let file = common::write(&dir, "toy.yaml", text);
     let loaded = harness::plan::load(&project, &file).unwrap_or_else(|ds| panic!("{}", ds.iter().map(|d| d.to_string()).collect::<String>()));
-    (project, Arc::new(loaded))
+    (project, Rc::new(loaded))
 }
 
 #[test]
