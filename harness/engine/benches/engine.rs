@@ -10,78 +10,6 @@ use common::*;
 use engine::*;
 use std::time::{Duration, Instant};
 
-fn leb(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-
-fn sleb(out: &mut Vec<u8>, mut v: i64) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        let done = (v == 0 && b & 0x40 == 0) || (v == -1 && b & 0x40 != 0);
-        out.push(if done { b } else { b | 0x80 });
-        if done {
-            return;
-        }
-    }
-}
-
-fn section(m: &mut Vec<u8>, id: u8, body: Vec<u8>) {
-    m.push(id);
-    leb(m, body.len() as u64);
-    m.extend(body);
-}
-
-fn name(v: &mut Vec<u8>, s: &str) {
-    leb(v, s.len() as u64);
-    v.extend_from_slice(s.as_bytes());
-}
-
-/// A hand-written canister: `canister_update loop` runs `n` iterations of a 5-instruction loop body
-/// (local.get, i32.const, i32.sub, local.tee, br_if) and replies with the instructions counted around it.
-fn loop_module(n: i32) -> Vec<u8> {
-    let mut m = b"\0asm\x01\0\0\0".to_vec();
-    // types: 0 () -> (), 1 (i32) -> i64, 2 (i32, i32) -> ()
-    section(&mut m, 1, vec![3, 0x60, 0, 0, 0x60, 1, 0x7f, 1, 0x7e, 0x60, 2, 0x7f, 0x7f, 0]);
-    let mut imp = vec![3];
-    for (n, t) in [("performance_counter", 1u8), ("msg_reply_data_append", 2), ("msg_reply", 0)] {
-        name(&mut imp, "ic0");
-        name(&mut imp, n);
-        imp.push(0);
-        imp.push(t);
-    }
-    section(&mut m, 2, imp);
-    section(&mut m, 3, vec![1, 0]);
-    section(&mut m, 5, vec![1, 0, 1]);
-    let mut exp = vec![2];
-    name(&mut exp, "canister_update loop");
-    exp.extend([0, 3]);
-    name(&mut exp, "memory");
-    exp.extend([2, 0]);
-    section(&mut m, 7, exp);
-    let mut body = vec![2, 1, 0x7f, 1, 0x7e]; // locals: 1 i32, 1 i64
-    body.extend([0x41, 0, 0x10, 0, 0x21, 1]); // start = performance_counter(0)
-    body.push(0x41);
-    sleb(&mut body, n as i64);
-    body.extend([0x21, 0]); // counter = n
-    body.extend([0x03, 0x40, 0x20, 0, 0x41, 1, 0x6b, 0x22, 0, 0x0d, 0, 0x0b]); // loop
-    body.extend([0x41, 0, 0x41, 0, 0x10, 0, 0x20, 1, 0x7d, 0x37, 3, 0]); // mem[0] = perf(0) - start
-    body.extend([0x41, 0, 0x41, 8, 0x10, 1, 0x10, 2, 0x0b]); // reply 8 bytes
-    let mut code = vec![1];
-    leb(&mut code, body.len() as u64);
-    code.extend(body);
-    section(&mut m, 10, code);
-    m
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -166,4 +94,30 @@ fn main() {
     );
     let n: u64 = update(&mut e, c, "count_loop", Encode!(&1_000_000u64).unwrap()).unwrap();
     println!("instructions for the test canister's count_loop(1,000,000) (rustc output): {n}");
+
+    // 1 GiB of stable memory: fill it, then time a normal and a trapping message.
+    let big = setup_with(&mut e, 1_000 * T);
+    let t = Instant::now();
+    for i in 0..16u64 {
+        e.update_call(user(), big, "stable_fill", &Encode!(&(i * 64), &64u64, &0x5Au8).unwrap()).unwrap();
+    }
+    println!("filling 1 GiB of stable memory (16 updates of 64 MiB): {:?}", t.elapsed());
+    let mut ok = vec![];
+    let mut trap = vec![];
+    for _ in 0..200 {
+        let t = Instant::now();
+        e.update_call(user(), big, "inc", &arg).unwrap();
+        ok.push(t.elapsed());
+        let t = Instant::now();
+        e.update_call(user(), big, "stable_touch_then_trap", &Encode!(&(700u64 << 20)).unwrap()).unwrap_err();
+        trap.push(t.elapsed());
+    }
+    ok.sort();
+    trap.sort();
+    println!(
+        "with 1 GiB stable memory: update median {:?}; write-then-trap (rolled back) median {:?}, p99 {:?}",
+        percentile(&ok, 0.5),
+        percentile(&trap, 0.5),
+        percentile(&trap, 0.99)
+    );
 }

@@ -234,3 +234,34 @@ fn engine_is_send() {
     fn assert_send<T: Send>() {}
     assert_send::<Engine>();
 }
+
+#[test]
+fn heartbeat_runs_every_round_while_running() {
+    let mut e = engine();
+    let c = e.create_canister(user(), None, 100 * T).unwrap();
+    e.install_code(user(), c, InstallMode::Install, &heartbeat_module(), &[]).unwrap();
+    let p0 = e.stable_memory_bytes(c).unwrap() / 65_536;
+    for _ in 0..5 {
+        e.tick();
+    }
+    assert_eq!(e.stable_memory_bytes(c).unwrap() / 65_536, p0 + 5);
+    assert!(e.metrics().records.iter().any(|r| r.kind == ExecKind::Heartbeat && r.canister == c));
+    e.stop_canister(user(), c).unwrap();
+    let p1 = e.stable_memory_bytes(c).unwrap();
+    e.tick();
+    e.tick();
+    assert_eq!(e.stable_memory_bytes(c).unwrap(), p1, "no heartbeat while stopped");
+}
+
+#[test]
+fn instructions_of_a_known_loop_are_counted_exactly() {
+    let mut e = engine();
+    let c = e.create_canister(user(), None, 100 * T).unwrap();
+    e.install_code(user(), c, InstallMode::Install, &loop_module(10_000), &[]).unwrap();
+    let r = e.update_call(user(), c, "loop", &[]).unwrap();
+    let counted = u64::from_le_bytes(r[..8].try_into().unwrap());
+    // 5 instructions per iteration (local.get, i32.const, i32.sub, local.tee, br_if) + 6 around the loop.
+    assert_eq!(counted, 5 * 10_000 + 6);
+    let rec = e.metrics().records.iter().rev().find(|r| r.canister == c && r.method == "loop").unwrap();
+    assert!(rec.instructions >= counted);
+}
