@@ -228,3 +228,62 @@ fn junit_and_timing() {
     assert_eq!(exit_code(&rs), 4);
     assert_eq!(exit_code(&rs[1..2]), 5);
 }
+
+const FEATURES: &str = r#"
+schema: 1
+identities: [alice, admin]
+canisters:
+  notes:
+    crate: toy
+    init_candid: '(record { admins = vec {}; max_size = opt (100 : nat64) })'
+    cycles: "5_000_000_000_000"
+steps:
+  - id: put
+    call: notes.put
+    as: alice
+    args_candid: '("candid text", blob "\01\02")'
+    expect: {candid: "variant { Ok = record { id = 0 : nat64; size = 2 : nat64 } }"}
+  - id: strict-ok
+    call: notes.put
+    as: alice
+    args: [second, 0x00]
+    strict: true
+    expect: {Ok: {id: 1, size: 1}}
+  - id: approx
+    query: notes.count
+    expect: {approx: 2, within: "50%"}
+  - id: at
+    set_time: +1h
+  - id: created-before
+    check: notes.list
+    as: alice
+    expect: {each: {created: {lt: "1767229200000000000"}}, some: {title: {contains: "candid"}}}
+  - id: stop
+    stop: notes
+  - id: refused-while-stopped
+    query: notes.count
+    reject: {code: CanisterError, message: {regex: "stopped$"}}
+  - id: start
+    start: notes
+  - id: until
+    tick_until: notes.count
+    expect: 2
+    max_rounds: 3
+"#;
+
+#[test]
+fn candid_text_strict_approx_time_stop_start_tick_until() {
+    let (project, l) = load(FEATURES);
+    let t = runner::expand(&l).into_iter().find(|t| t.backend.name() == "embedded").unwrap();
+    let r = runner::run_trial(&project, &t, &common::options("v1"));
+    assert_eq!(r.status, Status::Pass, "{}", r.message);
+    let text = serde_json::to_string(&r.transcript).unwrap();
+    assert!(text.contains("\"set_time\":\"+1h\",\"step\":\"at\",\"time\":\"T+1h0.001s\""), "{text}");
+    assert!(text.contains("\"notes\":\"~5.0T\""), "cycles bucketed: {text}");
+    // strict: a field left out of the pattern fails
+    let (project, l) = load(&FEATURES.replace("expect: {Ok: {id: 1, size: 1}}", "expect: {Ok: {id: 1}}"));
+    let t = runner::expand(&l).into_iter().find(|t| t.backend.name() == "embedded").unwrap();
+    let r = runner::run_trial(&project, &t, &common::options("v1"));
+    assert_eq!(r.status, Status::Fail);
+    assert!(r.message.contains("$.Ok.size: expected no value (strict match"), "{}", r.message);
+}
