@@ -1107,7 +1107,8 @@ impl Engine {
     fn after_execution(&mut self, cid: Principal, ctx_id: u64, out: Outcome) {
         let limit = self.cfg.limits.max_instructions_per_message;
         let mut new_calls = vec![];
-        let mut respond: Option<(ReqOrigin, Principal, Result<Vec<u8>, Reject>, u128)> = None;
+        type Pending = (ReqOrigin, Principal, Result<Vec<u8>, Reject>, u128);
+        let mut respond: Option<Pending> = None;
         let mut close = false;
         {
             let Some(c) = self.canisters.get_mut(&cid) else { return };

@@ -636,7 +636,9 @@ pub fn link(linker: &mut Linker<Ctx>) -> WResult<()> {
             return violation("ic0.call_data_append: no call is in progress");
         }
         let b = read_mem(&mut c, src as u32, size as u32)?;
-        c.data_mut().pending.as_mut().map(|p| p.arg.extend_from_slice(&b));
+        if let Some(p) = c.data_mut().pending.as_mut() {
+            p.arg.extend_from_slice(&b);
+        }
         Ok(())
     })?;
     l.func_wrap("ic0", "call_with_best_effort_response", |mut c: Caller<'_, Ctx>, t: i32| {
@@ -1037,6 +1039,7 @@ pub struct CanisterInstance {
 
 impl CanisterInstance {
     /// Instantiate (running the module's `(start)` function with `fuel`). On failure the context is returned.
+    #[allow(clippy::result_large_err)]
     pub fn new(
         engine: &wasmtime::Engine,
         compiled: Arc<Compiled>,

@@ -1,7 +1,7 @@
 mod common;
 use candid::{Encode, Principal};
 use common::*;
-use engine::*;
+
 
 #[test]
 fn install_update_query_roundtrip() {

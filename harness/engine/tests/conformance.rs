@@ -408,7 +408,7 @@ fn system_api_instruction_limit_and_performance_counter() {
     let mut e = Engine::new(cfg);
     let c = setup_with(&mut e, 100 * T);
     let n: u64 = update(&mut e, c, "count_loop", Encode!(&100_000u64).unwrap()).unwrap();
-    assert!(n >= 100_000 * 3 && n <= 100_000 * 40, "counted {n}");
+    assert!((100_000 * 3..=100_000 * 40).contains(&n), "counted {n}");
     let r = e.update_call(user(), c, "spin", &Encode!(&100_000_000u64).unwrap()).unwrap_err();
     assert_eq!(r.error_code.as_deref(), Some("IC0522"), "{}", r.message);
     assert_eq!(update::<u64>(&mut e, c, "inc", none()).unwrap(), 1);
