@@ -231,6 +231,35 @@ fn build_uncached(ws: &Workspace, spec: &BuildSpec) -> Result<Artifact, String> 
     Ok(Artifact { spec: spec.clone(), path: stored, wasm, sha256 })
 }
 
+/// The Candid service a canister built with `ic_cdk::export_candid!()` describes: the module is
+/// instantiated with every import trapping and its `get_candid_pointer` export called (what
+/// `candid-extractor` does).
+#[cfg(feature = "embedded")]
+pub fn extract_candid(wasm: &[u8]) -> Result<String, String> {
+    use wasmtime::{Config, Engine, Linker, Module, Store};
+    let mut cfg = Config::new();
+    cfg.wasm_simd(true);
+    let engine = Engine::new(&cfg).map_err(|e| e.to_string())?;
+    let module = Module::new(&engine, wasm).map_err(|e| format!("cannot compile the wasm: {e}"))?;
+    let mut linker: Linker<()> = Linker::new(&engine);
+    linker.define_unknown_imports_as_traps(&module).map_err(|e| e.to_string())?;
+    let mut store = Store::new(&engine, ());
+    let instance = linker.instantiate(&mut store, &module).map_err(|e| format!("cannot instantiate the wasm: {e}"))?;
+    let f = instance
+        .get_typed_func::<(), i32>(&mut store, "get_candid_pointer")
+        .map_err(|_| "the wasm exports no `get_candid_pointer` (add `ic_cdk::export_candid!()`)".to_string())?;
+    let ptr = f.call(&mut store, ()).map_err(|e| format!("get_candid_pointer trapped: {e}"))? as u32 as usize;
+    let memory = instance.get_memory(&mut store, "memory").ok_or("the wasm exports no memory")?;
+    let data = memory.data(&store);
+    let end = data[ptr..].iter().position(|b| *b == 0).ok_or("unterminated Candid string")?;
+    String::from_utf8(data[ptr..ptr + end].to_vec()).map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "embedded"))]
+pub fn extract_candid(_wasm: &[u8]) -> Result<String, String> {
+    Err("reading the interface from the wasm needs the harness feature `embedded`".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -131,7 +131,9 @@ pub struct CanisterDecl {
     pub features: Vec<Spanned<String>>,
     /// Whether the crate's default features are on (default: true).
     pub default_features: Option<bool>,
-    /// Candid interface (default: `canisters/<crate>/<crate>.did`), relative to the workspace root.
+    /// Candid interface, relative to the workspace root (default: `canisters/<crate>/<crate>.did`, or
+    /// `<crate>.<feature>.did` if the build has that feature and the file exists). `wasm`: read it out
+    /// of this build's wasm (`ic_cdk::export_candid!()`), building it during lint if needed.
     pub did: Option<Spanned<String>>,
     /// Init argument as YAML, typed by the service's init arguments.
     pub init: Option<RawNode>,

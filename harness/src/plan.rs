@@ -678,11 +678,29 @@ impl Linter<'_> {
             return None;
         }
         self.features(krate, &c.features);
-        let did = match &c.did {
-            Some(d) => self.project.ws.root.join(&d.value),
-            None => ws.did_for(krate, &c.features.iter().map(|f| f.value.clone()).collect()).unwrap_or_default(),
+        let spec = BuildSpec {
+            krate: krate.clone(),
+            features: c.features.iter().map(|f| f.value.clone()).collect(),
+            default_features: c.default_features.unwrap_or(true),
         };
         let did_span = c.did.as_ref().map(|d| d.span).unwrap_or(c.krate.span);
+        if c.did.as_ref().map(|d| d.value == "wasm").unwrap_or(false) {
+            // the interface of this very build, read from its wasm (builds it now if needed)
+            let iface = crate::builds::build(ws, &spec)
+                .and_then(|a| crate::builds::extract_candid(&a.wasm).map(|t| (a, t)))
+                .and_then(|(a, text)| Interface::from_text(&text).map(|i| (a, i)));
+            return match iface {
+                Ok((art, iface)) => Some(self.plan(name, c, spec, art.path.clone(), Rc::new(iface))),
+                Err(e) => {
+                    self.push(ErrorKind::Build, did_span, format!("cannot read the Candid interface from the wasm of {}: {e}", spec.key()));
+                    None
+                }
+            };
+        }
+        let did = match &c.did {
+            Some(d) => self.project.ws.root.join(&d.value),
+            None => ws.did_for(krate, &spec.features).unwrap_or_default(),
+        };
         let iface = match Interface::load_file(&did) {
             Ok(i) => Rc::new(i),
             Err(e) => {
@@ -690,6 +708,10 @@ impl Linter<'_> {
                 return None;
             }
         };
+        Some(self.plan(name, c, spec, did, iface))
+    }
+
+    fn plan(&mut self, name: &Spanned<String>, c: &CanisterDecl, spec: BuildSpec, did: PathBuf, iface: Rc<Interface>) -> CanisterPlan {
         let cycles = match &c.cycles {
             None => 100_000_000_000_000u128,
             Some(n) => match codec::parse_big(&n.0).and_then(|i| u128::try_from(i).ok()) {
@@ -700,12 +722,7 @@ impl Linter<'_> {
                 }
             },
         };
-        let spec = BuildSpec {
-            krate: krate.clone(),
-            features: c.features.iter().map(|f| f.value.clone()).collect(),
-            default_features: c.default_features.unwrap_or(true),
-        };
-        Some(CanisterPlan {
+        CanisterPlan {
             name: name.value.clone(),
             span: name.span,
             spec,
@@ -715,7 +732,7 @@ impl Linter<'_> {
             init_candid: c.init_candid.clone(),
             cycles,
             controllers: c.controllers.as_ref().map(|v| v.iter().map(|x| x.value.clone()).collect()).unwrap_or_else(|| vec![CONTROLLER.to_string()]),
-        })
+        }
     }
 
     fn expand(&mut self, sc: &Scenario, steps: &[Spanned<Step>], prefix: &str, scope: &Arc<BTreeMap<String, Node>>, depth: usize) -> Vec<PStep> {
