@@ -1308,7 +1308,8 @@ impl Engine {
             return;
         }
         let now = self.round_time;
-        for c in self.canisters.values_mut() {
+        let mut exhausted = vec![];
+        for (cid, c) in self.canisters.iter_mut() {
             let elapsed = now.saturating_sub(c.last_charge);
             if elapsed < 1_000_000_000 {
                 continue;
@@ -1316,6 +1317,13 @@ impl Engine {
             let fee = self.fees.idle_per_second(c.footprint()) * elapsed as u128 / 1_000_000_000;
             c.cycles = c.cycles.saturating_sub(fee);
             c.last_charge = now;
+            if fee > 0 && c.cycles == 0 && c.inst.is_some() {
+                exhausted.push(*cid);
+            }
+        }
+        // Out of cycles: the canister is uninstalled (code and state dropped, contexts rejected, settings kept).
+        for cid in exhausted {
+            self.uninstall(cid, ChangeOrigin::FromUser(FromUser { user_id: MGMT }));
         }
     }
 

@@ -265,3 +265,16 @@ fn instructions_of_a_known_loop_are_counted_exactly() {
     let rec = e.metrics().records.iter().rev().find(|r| r.canister == c && r.method == "loop").unwrap();
     assert!(rec.instructions >= counted);
 }
+
+#[test]
+fn a_canister_out_of_cycles_is_frozen_then_uninstalled_as_storage_is_charged() {
+    let (mut e, c) = setup();
+    e.set_cycles(c, 1_000).unwrap();
+    let r = e.update_call(user(), c, "inc", &none()).unwrap_err();
+    assert_eq!(r.error_code.as_deref(), Some("IC0207"));
+    e.advance_time(Duration::from_secs(3600));
+    e.tick();
+    assert_eq!(e.cycle_balance(c).unwrap(), 0);
+    assert_eq!(e.module_hash(c).unwrap(), None, "uninstalled");
+    assert_eq!(e.controllers(c).unwrap(), vec![user()], "settings kept");
+}
