@@ -140,6 +140,8 @@ struct Canister {
     callbacks: BTreeMap<u64, Callback>,
     stops: Vec<(ReqOrigin, Principal, u64)>,
     last_charge: u64,
+    /// Outstanding calls per callee (the IC's per-pair queue capacity).
+    inflight: BTreeMap<Principal, u32>,
 }
 
 impl Canister {
@@ -846,6 +848,7 @@ impl Engine {
         let fees = self.fees.clone();
         let time = self.round_time;
         let max_payload = self.cfg.limits.max_inter_canister_payload;
+        let max_inflight = self.cfg.limits.max_queue_per_pair as u32;
         let max_stable = self.cfg.limits.max_stable_memory_bytes;
         let Some(c) = self.canisters.get_mut(&cid) else {
             return Outcome::trap(HostTrap { code: 301, msg: "canister not found".into() });
@@ -883,6 +886,8 @@ impl Engine {
             ctx.enforce_heap_limit = matches!(call.kind, Kind::Update | Kind::Init | Kind::PostUpgrade);
             ctx.certificate = call.certificate;
             ctx.max_payload = max_payload;
+            ctx.inflight.clone_from(&c.inflight);
+            ctx.max_inflight = max_inflight;
             ctx.max_stable_bytes = max_stable;
         }
         inst.checkpoint();
@@ -1122,6 +1127,7 @@ impl Engine {
                     self.next_id += 1;
                     self.next_id
                 };
+                *c.inflight.entry(call.callee).or_default() += 1;
                 c.callbacks.insert(
                     cb_id,
                     Callback {
@@ -1203,7 +1209,10 @@ impl Engine {
         let cb = match resp.expired.take() {
             Some(cb) => cb,
             None => match c.callbacks.remove(&resp.callback) {
-                Some(cb) => cb,
+                Some(cb) => {
+                    dec_inflight(&mut c.inflight, cb.callee);
+                    cb
+                }
                 None => return, // expired earlier: the late response is dropped
             },
         };
@@ -1266,6 +1275,7 @@ impl Engine {
             let ids: Vec<u64> = c.callbacks.iter().filter(|(_, cb)| cb.deadline != 0 && cb.deadline <= now).map(|(id, _)| *id).collect();
             for id in ids {
                 let cb = c.callbacks.remove(&id).expect("listed");
+                dec_inflight(&mut c.inflight, cb.callee);
                 expired.push(Response {
                     receiver: *cid,
                     callback: id,
@@ -1899,6 +1909,7 @@ impl Engine {
             callbacks: BTreeMap::new(),
             stops: vec![],
             last_charge: self.round_time,
+            inflight: BTreeMap::new(),
         };
         add_history(
             &mut c,
@@ -2197,6 +2208,15 @@ pub(crate) fn trap_reject(cid: Principal, t: &HostTrap, limit: u64) -> Reject {
         539 => Reject::ic(539, format!("Error from Canister {cid}: Canister exceeded its current Wasm memory limit: {}.", t.msg)),
         537 | 301 => Reject::ic(t.code, format!("Error from Canister {cid}: {}", t.msg)),
         _ => Reject::ic(502, format!("Error from Canister {cid}: Canister trapped: {}.\n{HELP_TRAPPED}", t.msg)),
+    }
+}
+
+fn dec_inflight(m: &mut BTreeMap<Principal, u32>, callee: Principal) {
+    if let Some(n) = m.get_mut(&callee) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            m.remove(&callee);
+        }
     }
 }
 

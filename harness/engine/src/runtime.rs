@@ -223,6 +223,9 @@ pub struct Ctx {
     pub max_payload: usize,
     pub root_key: Arc<Vec<u8>>,
     pub certificate: Option<Vec<u8>>,
+    /// Outstanding calls per callee before this execution, and the per-pair capacity.
+    pub inflight: std::collections::BTreeMap<Principal, u32>,
+    pub max_inflight: u32,
 }
 
 impl Ctx {
@@ -268,6 +271,8 @@ impl Ctx {
             max_payload: 10 << 20,
             root_key,
             certificate: None,
+            inflight: Default::default(),
+            max_inflight: 500,
         }
     }
 
@@ -666,7 +671,9 @@ pub fn link(linker: &mut Linker<Ctx>) -> WResult<()> {
         let Some(mut p) = d.pending.take() else {
             return violation("ic0.call_perform: no call is in progress");
         };
-        if p.arg.len() > d.max_payload {
+        let queued = d.inflight.get(&p.callee).copied().unwrap_or(0) as usize
+            + d.calls.iter().filter(|c| c.callee == p.callee).count();
+        if p.arg.len() > d.max_payload || queued >= d.max_inflight as usize {
             d.balance += p.cycles;
             return Ok(2);
         }

@@ -278,3 +278,22 @@ fn a_canister_out_of_cycles_is_frozen_then_uninstalled_as_storage_is_charged() {
     assert_eq!(e.module_hash(c).unwrap(), None, "uninstalled");
     assert_eq!(e.controllers(c).unwrap(), vec![user()], "settings kept");
 }
+
+#[test]
+fn call_perform_fails_when_the_per_pair_queue_is_full() {
+    let mut cfg = EngineConfig::default();
+    cfg.limits.max_queue_per_pair = 3;
+    let mut e = Engine::new(cfg);
+    let a = setup_with(&mut e, 100 * T);
+    let b = setup_with(&mut e, 100 * T);
+    let f = e.add_fault(rule(FaultTarget::Canister(b), None, FaultAction::Hold));
+    let ids: Vec<_> = (0..4).map(|_| e.submit_call(user(), a, "call", &call_arg(b, "inc", none(), 0, false)).unwrap()).collect();
+    e.run_until_idle(10).unwrap();
+    // The 4th call could not be enqueued: ic-cdk reports CallPerformFailed at once.
+    let r = Decode!(&e.await_call(ids[3]).unwrap(), CallRes).unwrap().unwrap_err();
+    assert_eq!(r.kind, "perform_failed");
+    e.release_held(f);
+    for id in &ids[..3] {
+        assert!(Decode!(&e.await_call(*id).unwrap(), CallRes).unwrap().is_ok());
+    }
+}
