@@ -218,6 +218,9 @@ enum Keep {
     Discard,
     /// On success leave the checkpoint open (the caller commits or rolls back); roll back on trap.
     Leave,
+    /// Inside a composite query: no checkpoint, no commit, no rollback (the caller discards everything at the
+    /// end), no cycles.
+    Nested,
 }
 
 struct Outcome {
@@ -260,6 +263,7 @@ pub struct Engine {
     faults: BTreeMap<u64, FaultState>,
     next_fault: u64,
     metrics: Metrics,
+    composite_stack: Vec<Principal>,
 }
 
 impl Engine {
@@ -302,6 +306,7 @@ impl Engine {
             faults: BTreeMap::new(),
             next_fault: 0,
             metrics: Metrics { keep_records: true, ..Default::default() },
+            composite_stack: vec![],
             cfg,
         }
     }
@@ -568,7 +573,7 @@ impl Engine {
         let export = if info.query_methods.contains(method) {
             format!("canister_query {method}")
         } else if info.composite_query_methods.contains(method) {
-            format!("canister_composite_query {method}")
+            return self.composite_query(sender, canister, method, arg, 0);
         } else {
             return Err(Reject::ic(536, format!("Error from Canister {canister}: Canister has no query method '{method}'.")));
         };
@@ -587,6 +592,99 @@ impl Engine {
             (Ok(()), Some(Err(m))) => Err(Reject::canister(m)),
             (Ok(()), None) => Err(Reject::ic(506, format!("Error from Canister {canister}: Canister did not reply to the call"))),
             (Err(t), _) => Err(trap_reject(canister, &t, limit)),
+        }
+    }
+
+    /// A composite query: the method and its callbacks run against one snapshot of the canister that is
+    /// discarded at the end; the calls it makes (to query or composite-query methods of other canisters on the
+    /// subnet) run synchronously, depth first, up to depth 6.
+    fn composite_query(&mut self, sender: Principal, canister: Principal, method: &str, arg: &[u8], depth: u32) -> Result<Vec<u8>, Reject> {
+        let limit = self.cfg.limits.max_instructions_per_query;
+        let cert = self.certificate(canister);
+        if let Some(i) = self.canisters.get_mut(&canister).and_then(|c| c.inst.as_mut()) {
+            i.checkpoint();
+        }
+        self.composite_stack.push(canister);
+        let mut call = ExecCall::new(
+            Kind::CompositeQuery,
+            Entry::Export(format!("canister_composite_query {method}")),
+            limit,
+            ExecKind::Query,
+            method,
+        );
+        call.caller = sender;
+        call.arg = arg.to_vec();
+        call.can_respond = true;
+        call.prepay = false;
+        call.charge = false;
+        call.keep = Keep::Nested;
+        call.certificate = Some(cert.clone());
+        let out = self.run_exec(canister, call);
+        let mut last_trap = out.result.err();
+        let mut response = out.response;
+        let mut pending: VecDeque<OutCall> = out.calls.into();
+        while let Some(c) = pending.pop_front() {
+            let result = if depth >= 6 {
+                Err(Reject::ic(504, "Composite query call graph exceeds the maximum depth of 6".to_string()))
+            } else if c.callee == canister || self.composite_stack.contains(&c.callee) {
+                Err(Reject::ic(504, "The engine does not support composite query calls back into a canister of the same call graph".to_string()))
+            } else {
+                let callee_composite = self
+                    .canisters
+                    .get(&c.callee)
+                    .and_then(|x| x.inst.as_ref())
+                    .is_some_and(|i| i.compiled.info.composite_query_methods.contains(&c.method));
+                if callee_composite {
+                    self.composite_query(canister, c.callee, &c.method, &c.arg, depth + 1)
+                } else if c.callee == MGMT {
+                    self.mgmt_query(canister, &c.method, &c.arg)
+                } else {
+                    self.query_call(canister, c.callee, &c.method, &c.arg)
+                }
+            };
+            let (kind, entry, arg, reject) = match &result {
+                Ok(b) => (Kind::CompositeReplyCallback, c.reply, b.clone(), (0, String::new())),
+                Err(r) => (Kind::CompositeRejectCallback, c.reject, vec![], (r.code as u32, r.message.clone())),
+            };
+            let mut cb = ExecCall::new(kind, Entry::Callback { fun: entry.0, env: entry.1 }, limit, ExecKind::Query, method);
+            cb.caller = sender;
+            cb.arg = arg;
+            cb.reject = reject.clone();
+            cb.can_respond = response.is_none();
+            cb.prepay = false;
+            cb.charge = false;
+            cb.keep = Keep::Nested;
+            cb.certificate = Some(cert.clone());
+            let out = self.run_exec(canister, cb);
+            if let Err(t) = out.result {
+                last_trap = Some(t);
+                if let Some((f, e)) = c.cleanup {
+                    let mut cl = ExecCall::new(Kind::Cleanup, Entry::Callback { fun: f, env: e }, limit, ExecKind::Cleanup, method);
+                    cl.caller = sender;
+                    cl.reject = (reject.0, String::new());
+                    cl.prepay = false;
+                    cl.charge = false;
+                    cl.keep = Keep::Nested;
+                    let _ = self.run_exec(canister, cl);
+                }
+            } else {
+                last_trap = None;
+            }
+            if response.is_none() {
+                response = out.response;
+            }
+            pending.extend(out.calls);
+        }
+        let wt = self.wt.clone();
+        if let Some(i) = self.canisters.get_mut(&canister).and_then(|c| c.inst.as_mut()) {
+            i.rollback(&wt);
+        }
+        self.composite_stack.pop();
+        match (response, last_trap) {
+            (Some(Ok(b)), _) => Ok(b),
+            (Some(Err(m)), _) => Err(Reject::canister(m)),
+            (None, Some(t)) => Err(trap_reject(canister, &t, limit)),
+            (None, None) => Err(Reject::ic(506, format!("Error from Canister {canister}: Canister did not reply to the call"))),
         }
     }
 
@@ -890,7 +988,9 @@ impl Engine {
             ctx.max_inflight = max_inflight;
             ctx.max_stable_bytes = max_stable;
         }
-        inst.checkpoint();
+        if call.keep != Keep::Nested {
+            inst.checkpoint();
+        }
         let (result, used) = inst.call(&call.entry, call.fuel);
         let ctx = inst.ctx_mut();
         let logs = std::mem::take(&mut ctx.logs);
@@ -904,6 +1004,12 @@ impl Engine {
         let refund = if call.charge { fees.instructions(call.fuel.saturating_sub(used)) } else { 0 };
         let ok = result.is_ok();
         match (ok, call.keep) {
+            (_, Keep::Nested) => {
+                if !ok {
+                    calls.clear();
+                    response = None;
+                }
+            }
             (true, Keep::Commit) | (true, Keep::Leave) => {
                 if call.keep == Keep::Commit {
                     inst.commit();
@@ -930,7 +1036,7 @@ impl Engine {
                 response = None;
             }
         }
-        let record_logs = !matches!(call.kind, Kind::NonReplicatedQuery | Kind::InspectMessage);
+        let record_logs = !call.kind.non_replicated();
         if record_logs {
             for l in logs {
                 push_log(c, l, time, self.cfg.log_capacity_bytes);

@@ -23,7 +23,9 @@ pub mod k {
     pub const F: u32 = 512;
     pub const S: u32 = 1024;
     pub const CQ: u32 = 2048;
-    pub const ALL: u32 = I | G | U | RQ | NRQ | RY | RT | C | T | F | CQ;
+    pub const CRY: u32 = 4096;
+    pub const CRT: u32 = 8192;
+    pub const ALL: u32 = I | G | U | RQ | NRQ | RY | RT | C | T | F | CQ | CRY | CRT;
     pub const ALL_S: u32 = ALL | S;
 }
 
@@ -41,9 +43,23 @@ pub enum Kind {
     SystemTask,
     InspectMessage,
     Start,
+    CompositeQuery,
+    CompositeReplyCallback,
+    CompositeRejectCallback,
 }
 
 impl Kind {
+    /// Non-replicated kinds (state discarded, nothing logged, `in_replicated_execution` = 0).
+    pub fn non_replicated(self) -> bool {
+        matches!(
+            self,
+            Kind::NonReplicatedQuery
+                | Kind::InspectMessage
+                | Kind::CompositeQuery
+                | Kind::CompositeReplyCallback
+                | Kind::CompositeRejectCallback
+        )
+    }
     pub fn bit(self) -> u32 {
         match self {
             Kind::Init | Kind::PostUpgrade => k::I,
@@ -57,6 +73,9 @@ impl Kind {
             Kind::SystemTask => k::T,
             Kind::InspectMessage => k::F,
             Kind::Start => k::S,
+            Kind::CompositeQuery => k::CQ,
+            Kind::CompositeReplyCallback => k::CRY,
+            Kind::CompositeRejectCallback => k::CRT,
         }
     }
     pub fn mode_name(self) -> &'static str {
@@ -73,6 +92,9 @@ impl Kind {
             Kind::SystemTask => "system task",
             Kind::InspectMessage => "inspect message",
             Kind::Start => "start",
+            Kind::CompositeQuery => "composite query",
+            Kind::CompositeReplyCallback => "composite reply callback",
+            Kind::CompositeRejectCallback => "composite reject callback",
         }
     }
 }
@@ -418,10 +440,10 @@ fn cost_key(c: &mut Caller<'_, Ctx>, src: u32, size: u32, curve: u32, max_curve:
 /// Define every `ic0` import of `wasm::IC0_IMPORTS`.
 pub fn link(linker: &mut Linker<Ctx>) -> WResult<()> {
     use k::*;
-    const ARG: u32 = I | U | RQ | NRQ | CQ | RY | F;
-    const RESP: u32 = U | RQ | NRQ | CQ | RY | RT;
-    const CALLS: u32 = U | CQ | RY | RT | T;
-    const CALLER_INFO: u32 = U | RQ | NRQ | CQ | RY | RT | C | F;
+    const ARG: u32 = I | U | RQ | NRQ | CQ | RY | CRY | F;
+    const RESP: u32 = U | RQ | NRQ | CQ | RY | RT | CRY | CRT;
+    const CALLS: u32 = U | CQ | RY | RT | CRY | CRT | T;
+    const CALLER_INFO: u32 = U | RQ | NRQ | CQ | RY | RT | CRY | CRT | C | F;
     let l = linker;
 
     l.func_wrap("ic0", "msg_arg_data_size", |c: Caller<'_, Ctx>| -> WResult<i32> {
@@ -453,19 +475,19 @@ pub fn link(linker: &mut Linker<Ctx>) -> WResult<()> {
         })?;
     }
     l.func_wrap("ic0", "msg_reject_code", |c: Caller<'_, Ctx>| -> WResult<i32> {
-        c.data().check("msg_reject_code", RY | RT | C)?;
+        c.data().check("msg_reject_code", RY | RT | CRY | CRT | C)?;
         Ok(c.data().reject_code as i32)
     })?;
     l.func_wrap("ic0", "msg_reject_msg_size", |c: Caller<'_, Ctx>| -> WResult<i32> {
-        c.data().check("msg_reject_msg_size", RT)?;
+        c.data().check("msg_reject_msg_size", RT | CRT)?;
         Ok(c.data().reject_msg.len() as i32)
     })?;
     l.func_wrap("ic0", "msg_reject_msg_copy", |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
-        c.data().check("msg_reject_msg_copy", RT)?;
+        c.data().check("msg_reject_msg_copy", RT | CRT)?;
         copy_out(&mut c, "msg_reject_msg_copy", dst as u32, off as u32, size as u32, |x| x.reject_msg.as_bytes())
     })?;
     l.func_wrap("ic0", "msg_deadline", |c: Caller<'_, Ctx>| -> WResult<i64> {
-        c.data().check("msg_deadline", U | RQ | NRQ | CQ | RY | RT)?;
+        c.data().check("msg_deadline", U | RQ | NRQ | CQ | RY | RT | CRY | CRT)?;
         Ok(c.data().deadline as i64)
     })?;
     l.func_wrap("ic0", "msg_reply_data_append", |mut c: Caller<'_, Ctx>, src: i32, size: i32| {
@@ -473,7 +495,7 @@ pub fn link(linker: &mut Linker<Ctx>) -> WResult<()> {
         if !c.data().can_respond {
             return violation("ic0.msg_reply_data_append: the call is already replied");
         }
-        let limit = if c.data().kind == Kind::NonReplicatedQuery { 3 << 20 } else { 2 << 20 };
+        let limit = if c.data().kind.non_replicated() { 3 << 20 } else { 2 << 20 };
         if c.data().reply_buf.len() + size as u32 as usize > limit {
             return violation(format!(
                 "ic0.msg_reply_data_append: application payload size ({}) cannot be larger than {limit}.",
@@ -803,7 +825,7 @@ pub fn link(linker: &mut Linker<Ctx>) -> WResult<()> {
     })?;
     l.func_wrap("ic0", "in_replicated_execution", |c: Caller<'_, Ctx>| -> WResult<i32> {
         c.data().check("in_replicated_execution", ALL_S)?;
-        Ok(!matches!(c.data().kind, Kind::NonReplicatedQuery | Kind::InspectMessage) as i32)
+        Ok(!c.data().kind.non_replicated() as i32)
     })?;
     l.func_wrap("ic0", "cost_call", |mut c: Caller<'_, Ctx>, m: i64, p: i64, dst: i32| {
         c.data().check("cost_call", ALL_S)?;

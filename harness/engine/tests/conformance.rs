@@ -659,3 +659,24 @@ fn compile_cache_installing_the_same_wasm_100_times_compiles_once() {
     assert!(e.modules_compiled() <= 1, "compiled {}", e.modules_compiled());
     assert!(e.metrics().compile_cache_hits >= 99);
 }
+
+#[test]
+fn composite_query_calls_other_canisters_queries_and_discards_state() {
+    let (mut e, c) = setup();
+    let a = setup_with(&mut e, 100 * T);
+    let b = setup_with(&mut e, 100 * T);
+    update::<u64>(&mut e, a, "inc", none()).unwrap();
+    for _ in 0..2 {
+        update::<u64>(&mut e, b, "inc", none()).unwrap();
+    }
+    // 1 (a) + 2 (b) + 1 (c's own counter bumped inside the composite query).
+    assert_eq!(query::<u64>(&mut e, c, "composite_sum", Encode!(&a, &b).unwrap()).unwrap(), 4);
+    assert_eq!(query::<u64>(&mut e, c, "get", none()).unwrap(), 0, "composite query state is discarded");
+    assert_eq!(query::<u64>(&mut e, c, "composite_sum", Encode!(&a, &b).unwrap()).unwrap(), 4);
+    // Calling an update method from a composite query is rejected.
+    let r: String = query(&mut e, c, "composite_call_update", Encode!(&a).unwrap()).unwrap();
+    assert!(r.contains("536") || r.to_lowercase().contains("query method"), "{r}");
+    // A composite query called as an update (replicated mode): IC0527.
+    let r = e.update_call(user(), c, "composite_sum", &Encode!(&a, &b).unwrap()).unwrap_err();
+    assert_eq!(r.error_code.as_deref(), Some("IC0527"));
+}

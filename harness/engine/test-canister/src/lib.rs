@@ -577,3 +577,21 @@ async fn set_child_controllers(child: Principal, controllers: Vec<Principal>) ->
     };
     mgmt::update_settings(&a).await.map_err(mgmt_error)
 }
+
+/// A composite query: reads `get` of two other canisters and adds its own counter (after bumping it, which is
+/// discarded with the rest of the composite query's state).
+#[query(composite = true)]
+async fn composite_sum(a: Principal, b: Principal) -> u64 {
+    bump(1);
+    let x: u64 = Call::unbounded_wait(a, "get").await.expect("a replies").candid().expect("u64");
+    let y: u64 = Call::bounded_wait(b, "get").await.expect("b replies").candid().expect("u64");
+    x + y + counter()
+}
+
+#[query(composite = true)]
+async fn composite_call_update(a: Principal) -> String {
+    match Call::unbounded_wait(a, "inc").await {
+        Ok(_) => "ok".into(),
+        Err(e) => format!("{e}"),
+    }
+}
