@@ -231,6 +231,18 @@ fn build_uncached(ws: &Workspace, spec: &BuildSpec) -> Result<Artifact, String> 
     Ok(Artifact { spec: spec.clone(), path: stored, wasm, sha256 })
 }
 
+/// [`extract_candid`], memoized per process by the wasm's hash.
+pub fn candid_of(a: &Artifact) -> Result<String, String> {
+    static MEMO: OnceLock<Mutex<HashMap<[u8; 32], Result<String, String>>>> = OnceLock::new();
+    let memo = MEMO.get_or_init(Default::default);
+    if let Some(r) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&a.sha256) {
+        return r.clone();
+    }
+    let r = extract_candid(&a.wasm);
+    memo.lock().unwrap_or_else(|e| e.into_inner()).insert(a.sha256, r.clone());
+    r
+}
+
 /// The Candid service a canister built with `ic_cdk::export_candid!()` describes: the module is
 /// instantiated with every import trapping and its `get_candid_pointer` export called (what
 /// `candid-extractor` does).

@@ -687,7 +687,7 @@ impl Linter<'_> {
         if c.did.as_ref().map(|d| d.value == "wasm").unwrap_or(false) {
             // the interface of this very build, read from its wasm (builds it now if needed)
             let iface = crate::builds::build(ws, &spec)
-                .and_then(|a| crate::builds::extract_candid(&a.wasm).map(|t| (a, t)))
+                .and_then(|a| crate::builds::candid_of(&a).map(|t| (a, t)))
                 .and_then(|(a, text)| Interface::from_text(&text).map(|i| (a, i)));
             return match iface {
                 Ok((art, iface)) => Some(self.plan(name, c, spec, art.path.clone(), Rc::new(iface))),
