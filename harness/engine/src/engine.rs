@@ -142,6 +142,8 @@ struct Canister {
     last_charge: u64,
     /// Outstanding calls per callee (the IC's per-pair queue capacity).
     inflight: BTreeMap<Principal, u32>,
+    /// `canister_on_low_wasm_memory`: None = condition not met, Some(false) = due, Some(true) = ran.
+    low_memory: Option<bool>,
 }
 
 impl Canister {
@@ -1036,6 +1038,17 @@ impl Engine {
                 response = None;
             }
         }
+        if ok && matches!(call.kind, Kind::Update | Kind::Init | Kind::PostUpgrade | Kind::ReplyCallback | Kind::RejectCallback | Kind::SystemTask) {
+            let threshold = c.settings.wasm_memory_threshold;
+            let limit = c.settings.wasm_memory_limit;
+            let heap = c.inst.as_ref().map(|i| i.heap_bytes()).unwrap_or(0);
+            let low = threshold > 0 && limit > 0 && limit.saturating_sub(heap) < threshold;
+            c.low_memory = match (low, c.low_memory) {
+                (false, _) => None,
+                (true, None) => Some(false),
+                (true, x) => x,
+            };
+        }
         let record_logs = !call.kind.non_replicated();
         if record_logs {
             for l in logs {
@@ -1447,7 +1460,7 @@ impl Engine {
         let ids: Vec<Principal> = self.canisters.keys().copied().collect();
         let limit = self.cfg.limits.max_instructions_per_message;
         for cid in ids {
-            let (heartbeat, timer_due) = {
+            let (heartbeat, timer_due, low_memory) = {
                 let c = &self.canisters[&cid];
                 let Some(i) = &c.inst else { continue };
                 if c.status != Status::Running {
@@ -1460,8 +1473,15 @@ impl Engine {
                 (
                     i.compiled.info.has_heartbeat,
                     i.compiled.info.has_global_timer && c.timer != 0 && self.round_time >= c.timer,
+                    i.compiled.info.has_on_low_wasm_memory && c.low_memory == Some(false),
                 )
             };
+            if low_memory {
+                if let Some(c) = self.canisters.get_mut(&cid) {
+                    c.low_memory = Some(true);
+                }
+                self.run_task(cid, "canister_on_low_wasm_memory", ExecKind::LowMemory);
+            }
             if heartbeat {
                 self.run_task(cid, "canister_heartbeat", ExecKind::Heartbeat);
             }
@@ -2016,6 +2036,7 @@ impl Engine {
             stops: vec![],
             last_charge: self.round_time,
             inflight: BTreeMap::new(),
+            low_memory: None,
         };
         add_history(
             &mut c,

@@ -16,6 +16,7 @@ pub enum ExecKind {
     Cleanup,
     Heartbeat,
     GlobalTimer,
+    LowMemory,
     InspectMessage,
     Start,
 }

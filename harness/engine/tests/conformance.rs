@@ -680,3 +680,60 @@ fn composite_query_calls_other_canisters_queries_and_discards_state() {
     let r = e.update_call(user(), c, "composite_sum", &Encode!(&a, &b).unwrap()).unwrap_err();
     assert_eq!(r.error_code.as_deref(), Some("IC0527"));
 }
+
+#[test]
+fn on_low_wasm_memory_runs_once_when_the_threshold_is_crossed() {
+    let (mut e, c) = setup();
+    let heap = e.heap_bytes(c).unwrap();
+    e.update_settings(
+        user(),
+        c,
+        CanisterSettings { wasm_memory_limit: Some(heap + (8 << 20)), wasm_memory_threshold: Some(4 << 20), ..Default::default() },
+    )
+    .unwrap();
+    update::<u64>(&mut e, c, "inc", none()).unwrap();
+    assert!(!query::<Vec<String>>(&mut e, c, "events", none()).unwrap().contains(&"low memory".to_string()));
+    // Grow the heap by 6 MiB: less than 4 MiB left below the limit.
+    update::<u64>(&mut e, c, "alloc", Encode!(&6u32).unwrap()).unwrap();
+    e.tick();
+    e.tick();
+    let ev = query::<Vec<String>>(&mut e, c, "events", none()).unwrap();
+    assert_eq!(ev.iter().filter(|x| *x == "low memory").count(), 1, "{ev:?}");
+    // Growing beyond wasm_memory_limit in an update traps (IC0539 or the allocator's trap).
+    let r = e.update_call(user(), c, "alloc", &Encode!(&16u32).unwrap()).unwrap_err();
+    assert_eq!(r.code, RejectCode::CanisterError, "{r}");
+}
+
+#[test]
+fn canister_metadata_and_custom_section_validation() {
+    let (mut e, a) = setup();
+    let mut wasm = test_wasm().to_vec();
+    let mut custom = |name: &str, data: &[u8]| {
+        let mut body = vec![];
+        leb(&mut body, name.len() as u64);
+        body.extend_from_slice(name.as_bytes());
+        body.extend_from_slice(data);
+        section(&mut wasm, 0, body);
+    };
+    custom("icp:public candid:service", b"service : {}");
+    custom("icp:private secret", b"s3cret");
+    let c = e.create_canister(user(), Some(CanisterSettings { controllers: Some(vec![user(), a]), ..Default::default() }), 10 * T).unwrap();
+    e.install_code(user(), c, InstallMode::Install, &wasm, &Encode!(&None::<u64>).unwrap()).unwrap();
+    let meta = |name: &str| Encode!(&engine::mgmt_types::CanisterMetadataArgs { canister_id: c, name: name.into() }).unwrap();
+    let other = setup_with(&mut e, 100 * T);
+    let r = update::<CallRes>(&mut e, other, "call", call_arg(Principal::management_canister(), "canister_metadata", meta("candid:service"), 0, true)).unwrap().unwrap();
+    assert_eq!(Decode!(&r, engine::mgmt_types::CanisterMetadataResult).unwrap().value.into_vec(), b"service : {}");
+    // Private: only controllers (a is one, `other` is not).
+    assert!(update::<CallRes>(&mut e, other, "call", call_arg(Principal::management_canister(), "canister_metadata", meta("secret"), 0, true)).unwrap().is_err());
+    let r = update::<CallRes>(&mut e, a, "call", call_arg(Principal::management_canister(), "canister_metadata", meta("secret"), 0, true)).unwrap().unwrap();
+    assert_eq!(Decode!(&r, engine::mgmt_types::CanisterMetadataResult).unwrap().value.into_vec(), b"s3cret");
+    // An `icp:` section without public/private scope is invalid (IC0505).
+    let mut bad = test_wasm().to_vec();
+    let mut body = vec![];
+    leb(&mut body, 7);
+    body.extend_from_slice(b"icp:foo");
+    section(&mut bad, 0, body);
+    let empty = e.create_canister(user(), None, 10 * T).unwrap();
+    let r = e.install_code(user(), empty, InstallMode::Install, &bad, &[]).unwrap_err();
+    assert_eq!(r.error_code.as_deref(), Some("IC0505"), "{r}");
+}

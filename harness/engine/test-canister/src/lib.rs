@@ -3,7 +3,7 @@
 use candid::{CandidType, Deserialize, Principal};
 use ic_cdk::api;
 use ic_cdk::call::{Call, CallFailed};
-use ic_cdk::{init, inspect_message, post_upgrade, pre_upgrade, query, update};
+use ic_cdk::{init, inspect_message, on_low_wasm_memory, post_upgrade, pre_upgrade, query, update};
 use ic_cdk_management_canister as mgmt;
 use std::cell::RefCell;
 use std::time::Duration;
@@ -594,4 +594,9 @@ async fn composite_call_update(a: Principal) -> String {
         Ok(_) => "ok".into(),
         Err(e) => format!("{e}"),
     }
+}
+
+#[on_low_wasm_memory]
+fn low_memory() {
+    event("low memory");
 }
