@@ -1340,10 +1340,14 @@ impl Engine {
             Err(r) => r.message.len(),
         } as u128;
         c.cycles += resp.refund + fees.byte * (fees.max_response_bytes as u128).saturating_sub(payload_len);
+        // A callback that will not run is charged only the base fee of its prepayment.
+        let unexecuted_refund = fees.instructions(limit);
         let Some(cc) = c.contexts.get(&cb.context) else {
+            c.cycles += unexecuted_refund;
             return; // context deleted (uninstall): refunds credited, no callback runs
         };
         if c.inst.is_none() {
+            c.cycles += unexecuted_refund;
             if let Some(cc) = c.contexts.get_mut(&cb.context) {
                 cc.outstanding = cc.outstanding.saturating_sub(1);
             }
@@ -1375,6 +1379,8 @@ impl Engine {
                 call.caller = caller;
                 call.reject = (reject.0, String::new());
                 call.prepay = false;
+                // Runs on what is left of the callback's prepayment, which was already settled.
+                call.charge = false;
                 let _ = self.run_exec(cid, call);
             }
         }

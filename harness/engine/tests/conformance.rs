@@ -737,3 +737,26 @@ fn canister_metadata_and_custom_section_validation() {
     let r = e.install_code(user(), empty, InstallMode::Install, &bad, &[]).unwrap_err();
     assert_eq!(r.error_code.as_deref(), Some("IC0505"), "{r}");
 }
+
+#[test]
+fn cycles_call_prepayments_are_settled_after_the_response() {
+    let (mut e, a) = setup();
+    let b = setup_with(&mut e, 100 * T);
+    let (a0, b0) = (e.cycle_balance(a).unwrap(), e.cycle_balance(b).unwrap());
+    call_via(&mut e, a, b, "inc", none(), 0, true).unwrap();
+    let (a1, b1) = (e.cycle_balance(a).unwrap(), e.cycle_balance(b).unwrap());
+    let spent = a0 - a1;
+    // Ingress fee + two executions (method, callback) + call fee 260 000 + bytes; the 2 MiB response and 40 B
+    // execution prepayments come back.
+    assert!(spent > 260_000 + 2 * 5_000_000, "spent {spent}");
+    assert!(spent < 200_000_000, "spent {spent}: a prepayment was not refunded");
+    let b_spent = b0 - b1;
+    assert!(b_spent > 5_000_000 && b_spent < 100_000_000, "callee spent {b_spent}");
+    // Free cost schedule: nothing is charged.
+    let mut e = Engine::new(EngineConfig { fees: FeeConfig::free(), ..Default::default() });
+    let a = setup_with(&mut e, 100 * T);
+    let b = setup_with(&mut e, 100 * T);
+    call_via(&mut e, a, b, "inc", none(), 0, true).unwrap();
+    assert_eq!(e.cycle_balance(a).unwrap(), 100 * T);
+    assert_eq!(e.cycle_balance(b).unwrap(), 100 * T);
+}
