@@ -345,8 +345,15 @@ impl Engine {
         }
         let info = wasm::validate(&decoded).map_err(|e| Reject::ic(505, e))?;
         let rewritten = wasm::rewrite(&decoded).map_err(|e| Reject::ic(505, format!("Wasm module has an invalid format: {e}")))?;
-        let module = wasmtime::Module::new(&self.wt, &rewritten)
-            .map_err(|e| Reject::ic(505, format!("Wasm module has an invalid format: {}", e.root_cause())))?;
+        let module = match disk_cache_load(&self.wt, &key) {
+            Some(m) => m,
+            None => {
+                let m = wasmtime::Module::new(&self.wt, &rewritten)
+                    .map_err(|e| Reject::ic(505, format!("Wasm module has an invalid format: {}", e.root_cause())))?;
+                disk_cache_store(&self.wt, &key, &m);
+                m
+            }
+        };
         let pre = self
             .linker
             .instantiate_pre(&module)
@@ -2287,6 +2294,48 @@ fn shared_wasmtime() -> (wasmtime::Engine, wasmtime::Linker<Ctx>) {
 }
 
 type ModuleCache = std::sync::Mutex<HashMap<[u8; 32], Arc<Compiled>>>;
+
+/// Opt-in on-disk cache of compiled modules: set `IC_ENGINE_CACHE_DIR` to a directory the engine owns. Entries are
+/// keyed by the module's SHA-256, the engine's rewrite version and wasmtime's compatibility hash, and carry a
+/// SHA-256 of their own bytes; anything that does not match is recompiled.
+fn disk_cache_path(wt: &wasmtime::Engine, key: &[u8; 32]) -> Option<std::path::PathBuf> {
+    use std::hash::{Hash, Hasher};
+    let dir = std::env::var_os("IC_ENGINE_CACHE_DIR")?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    wt.precompile_compatibility_hash().hash(&mut h);
+    "engine-rewrite-v1".hash(&mut h);
+    Some(std::path::PathBuf::from(dir).join(format!("{}-{:016x}.cwasm", hex(key), h.finish())))
+}
+
+fn disk_cache_load(wt: &wasmtime::Engine, key: &[u8; 32]) -> Option<wasmtime::Module> {
+    let path = disk_cache_path(wt, key)?;
+    let bytes = std::fs::read(&path).ok()?;
+    if bytes.len() < 32 {
+        return None;
+    }
+    let (sum, body) = bytes.split_at(32);
+    if Sha256::digest(body).as_slice() != sum {
+        return None;
+    }
+    // SAFETY: the bytes were produced by `Module::serialize` of this wasmtime version and configuration (the file
+    // name carries the compatibility hash, wasmtime checks it again) and are intact (checksum above); the cache
+    // directory is trusted by whoever set IC_ENGINE_CACHE_DIR.
+    unsafe { wasmtime::Module::deserialize(wt, body) }.ok()
+}
+
+fn disk_cache_store(wt: &wasmtime::Engine, key: &[u8; 32], m: &wasmtime::Module) {
+    let Some(path) = disk_cache_path(wt, key) else { return };
+    let Ok(body) = m.serialize() else { return };
+    let mut bytes = Sha256::digest(&body).to_vec();
+    bytes.extend_from_slice(&body);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::write(&tmp, &bytes).is_ok() {
+        let _ = std::fs::rename(&tmp, &path);
+    }
+}
 
 fn global_cache() -> &'static ModuleCache {
     static CACHE: std::sync::OnceLock<ModuleCache> = std::sync::OnceLock::new();
