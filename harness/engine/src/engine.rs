@@ -1599,11 +1599,20 @@ impl Engine {
                         format!("Caller {sender} is not allowed to query ic00 method fetch_canister_logs"),
                     ));
                 }
-                let recs = c
+                // The IC keeps log_memory_limit bytes (4 KiB by default), dropping the oldest records.
+                let cap = c.settings.log_memory_limit as usize;
+                let mut total = 0usize;
+                let mut recs: Vec<CanisterLogRecord> = c
                     .logs
                     .iter()
+                    .rev()
+                    .take_while(|l| {
+                        total += l.content.len();
+                        total <= cap
+                    })
                     .map(|l| CanisterLogRecord { idx: l.idx, timestamp_nanos: l.timestamp_nanos, content: ByteBuf::from(l.content.clone()) })
                     .collect();
+                recs.reverse();
                 Ok(enc(&FetchCanisterLogsResult { canister_log_records: recs }))
             }
             "canister_status" => {

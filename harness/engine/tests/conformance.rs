@@ -397,6 +397,15 @@ fn system_api_certified_data_env_vars_and_logs() {
     let r = e.query_call(user(), Principal::management_canister(), "fetch_canister_logs", &Encode!(&engine::mgmt_types::CanisterIdRecord { canister_id: c }).unwrap()).unwrap();
     let logs = Decode!(&r, engine::mgmt_types::FetchCanisterLogsResult).unwrap();
     assert_eq!(logs.canister_log_records.len(), n);
+    // fetch_canister_logs keeps the newest 4 KiB (log_memory_limit); canister_logs() keeps everything.
+    for i in 0..100 {
+        update::<()>(&mut e, c, "debug", Encode!(&format!("line {i:03} {}", "x".repeat(40))).unwrap()).unwrap();
+    }
+    let r = e.query_call(user(), Principal::management_canister(), "fetch_canister_logs", &Encode!(&engine::mgmt_types::CanisterIdRecord { canister_id: c }).unwrap()).unwrap();
+    let recs = Decode!(&r, engine::mgmt_types::FetchCanisterLogsResult).unwrap().canister_log_records;
+    assert!(recs.iter().map(|r| r.content.len()).sum::<usize>() <= 4096);
+    assert_eq!(String::from_utf8_lossy(&recs.last().unwrap().content), format!("line 099 {}", "x".repeat(40)));
+    assert_eq!(e.canister_logs(c).len(), n + 100);
     let r = e.query_call(other_user(), Principal::management_canister(), "fetch_canister_logs", &Encode!(&engine::mgmt_types::CanisterIdRecord { canister_id: c }).unwrap()).unwrap_err();
     assert_eq!(r.code, RejectCode::CanisterError);
 }
