@@ -742,18 +742,11 @@ impl Engine {
         }
     }
 
-    /// Run rounds until no message is queued or delayed and no global timer is due (held messages and
-    /// heartbeats do not count). Returns the rounds run.
+    /// Run rounds until no message is queued or delayed (held messages do not count). Returns the rounds run.
     pub fn run_until_idle(&mut self, max_rounds: u32) -> Result<u32, EngineError> {
         let mut rounds = 0;
         loop {
-            let timer_due = self.canisters.values().any(|c| {
-                c.status == Status::Running
-                    && c.timer != 0
-                    && self.time.max(self.round_time + 1) >= c.timer
-                    && c.inst.as_ref().is_some_and(|i| i.compiled.info.has_global_timer)
-            });
-            if self.queue.is_empty() && self.delayed.is_empty() && !timer_due {
+            if self.queue.is_empty() && self.delayed.is_empty() {
                 return Ok(rounds);
             }
             if rounds >= max_rounds {
