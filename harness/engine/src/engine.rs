@@ -743,6 +743,8 @@ impl Engine {
     }
 
     /// Run rounds until no message is queued or delayed (held messages do not count). Returns the rounds run.
+    /// A global timer that is due but has not fired yet is not counted as work: `tick()` fires it (the harness's
+    /// snapshots rely on this round count).
     pub fn run_until_idle(&mut self, max_rounds: u32) -> Result<u32, EngineError> {
         let mut rounds = 0;
         loop {
