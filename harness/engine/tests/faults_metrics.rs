@@ -297,3 +297,17 @@ fn call_perform_fails_when_the_per_pair_queue_is_full() {
         assert!(Decode!(&e.await_call(*id).unwrap(), CallRes).unwrap().is_ok());
     }
 }
+
+#[test]
+fn rollback_of_a_module_without_a_shadow_stack() {
+    let mut e = engine();
+    let c = e.create_canister(user(), None, 100 * T).unwrap();
+    e.install_code(user(), c, InstallMode::Install, &poke_module(), &[]).unwrap();
+    assert_eq!(e.query_call(user(), c, "peek", &[]).unwrap(), vec![0, 0, 0, 0]);
+    e.update_call(user(), c, "set", &[]).unwrap();
+    assert_eq!(e.query_call(user(), c, "peek", &[]).unwrap(), vec![7, 0, 0, 0]);
+    let r = e.update_call(user(), c, "poke", &[]).unwrap_err();
+    assert_eq!(r.error_code.as_deref(), Some("IC0502"));
+    assert!(r.message.contains("unreachable"), "{}", r.message);
+    assert_eq!(e.query_call(user(), c, "peek", &[]).unwrap(), vec![7, 0, 0, 0], "the store before the trap is undone");
+}

@@ -189,3 +189,39 @@ pub fn loop_module(n: i32) -> Vec<u8> {
     m
 }
 
+
+/// A non-rustc module (no `__stack_pointer` heuristics apply): `canister_update poke` stores 42 at address 100
+/// and traps; `canister_update set` stores 7 and replies; `canister_query peek` replies with the 4 bytes at 100.
+pub fn poke_module() -> Vec<u8> {
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    // types: 0 () -> (), 1 (i32, i32) -> ()
+    section(&mut m, 1, vec![2, 0x60, 0, 0, 0x60, 2, 0x7f, 0x7f, 0]);
+    let mut imp = vec![2];
+    for (n, t) in [("msg_reply_data_append", 1u8), ("msg_reply", 0)] {
+        name(&mut imp, "ic0");
+        name(&mut imp, n);
+        imp.push(0);
+        imp.push(t);
+    }
+    section(&mut m, 2, imp);
+    section(&mut m, 3, vec![3, 0, 0, 0]);
+    section(&mut m, 5, vec![1, 0, 1]);
+    let mut exp = vec![3];
+    for (n, f) in [("canister_update poke", 2u8), ("canister_update set", 3), ("canister_query peek", 4)] {
+        name(&mut exp, n);
+        exp.extend([0, f]);
+    }
+    section(&mut m, 7, exp);
+    let bodies: [Vec<u8>; 3] = [
+        vec![0, 0x41, 0xe4, 0x00, 0x41, 42, 0x36, 2, 0, 0x00, 0x0b],
+        vec![0, 0x41, 0xe4, 0x00, 0x41, 7, 0x36, 2, 0, 0x41, 0, 0x41, 0, 0x10, 0, 0x10, 1, 0x0b],
+        vec![0, 0x41, 0xe4, 0x00, 0x41, 4, 0x10, 0, 0x10, 1, 0x0b],
+    ];
+    let mut code = vec![3];
+    for b in bodies {
+        leb(&mut code, b.len() as u64);
+        code.extend(b);
+    }
+    section(&mut m, 10, code);
+    m
+}
