@@ -80,8 +80,8 @@ pub enum ErrorKind {
         got: u64,
     },
     ManifestMismatch {
-        expected: crate::Manifest,
-        actual: crate::Manifest,
+        expected: Box<crate::Manifest>,
+        actual: Box<crate::Manifest>,
     },
 }
 

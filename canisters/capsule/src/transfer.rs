@@ -707,7 +707,11 @@ pub fn finalize(caller: Principal) -> Result<Manifest> {
     let expected = st.expected.clone().expect("set at begin");
     let actual = manifest::of(owner).expect("capsule created at begin");
     if actual != expected {
-        return Err(ErrorKind::ManifestMismatch { expected, actual }.into());
+        return Err(ErrorKind::ManifestMismatch {
+            expected: Box::new(expected),
+            actual: Box::new(actual),
+        }
+        .into());
     }
     // The manifest covers content; the capsule's counters must agree with it too.
     let capsule = store::with(|s| s.capsules.get(&owner)).expect("capsule created at begin");

@@ -947,9 +947,7 @@ fn too_many_connections() {
             CONNECTIONS_MAX as usize,
             CONNECTIONS_MAX as usize + 1,
         ),
-        || {
-            service::connection_add(c.owner, NOW, user("one too many"), String::new()).map(drop)
-        },
+        || service::connection_add(c.owner, NOW, user("one too many"), String::new()).map(drop),
     );
     // Removing one makes room again.
     service::connection_remove(c.owner, NOW, c.peer).unwrap();

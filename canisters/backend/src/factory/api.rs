@@ -85,7 +85,7 @@ pub enum FactoryErrorKind {
     /// The personal canister answered an import call with a typed error.
     ImportRejected {
         method: String,
-        error: capsule::Error,
+        error: Box<capsule::Error>,
     },
     VersionMismatch {
         expected_major: u32,
@@ -93,8 +93,8 @@ pub enum FactoryErrorKind {
         actual_minor: u32,
     },
     ManifestMismatch {
-        expected: Manifest,
-        actual: Manifest,
+        expected: Box<Manifest>,
+        actual: Box<Manifest>,
     },
     HandoffUnconfirmed {
         controllers: Vec<Principal>,

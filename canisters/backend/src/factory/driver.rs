@@ -94,10 +94,7 @@ fn tick() {
 
 /// Walks one job through its stages until it completes, fails, or waits for a retry.
 async fn run(user: Principal) {
-    loop {
-        let Some(mut job) = repo::job(user) else {
-            break;
-        };
+    while let Some(mut job) = repo::job(user) {
         if !job.state.is_active() || job.next_attempt_at > now() {
             break;
         }
@@ -360,7 +357,7 @@ fn rejected(method: &str, e: capsule::Error) -> FactoryError {
     err(
         FactoryErrorKind::ImportRejected {
             method: method.into(),
-            error: e,
+            error: Box::new(e),
         },
         message,
     )
@@ -475,28 +472,18 @@ async fn import_once(job: &mut Job) -> FactoryResult<CreationState> {
     }
     if !job.cursor.finalized {
         hit("import.finalize").await?;
-        match import_call::<_, Manifest>(id, "import_finalize", ()).await {
-            Ok(_) => {}
-            // Finalized by an earlier attempt whose reply was lost; Verifying compares the manifest.
-            Err(FactoryError {
-                kind: FactoryErrorKind::ImportRejected { error, .. },
-                ..
-            }) if error.kind == capsule::ErrorKind::ImportFinalized => {}
-            Err(FactoryError {
-                kind:
-                    FactoryErrorKind::ImportRejected {
-                        error:
-                            capsule::Error {
-                                kind: capsule::ErrorKind::ManifestMismatch { expected, actual },
-                                ..
-                            },
-                        ..
-                    },
-                ..
-            }) => {
-                return Err(manifest_mismatch(expected, actual));
+        if let Err(e) = import_call::<_, Manifest>(id, "import_finalize", ()).await {
+            match &e.kind {
+                FactoryErrorKind::ImportRejected { error, .. } => match &error.kind {
+                    // Finalized by an earlier attempt whose reply was lost; Verifying compares the manifest.
+                    capsule::ErrorKind::ImportFinalized => {}
+                    capsule::ErrorKind::ManifestMismatch { expected, actual } => {
+                        return Err(manifest_mismatch(expected.clone(), actual.clone()));
+                    }
+                    _ => return Err(e),
+                },
+                _ => return Err(e),
             }
-            Err(e) => return Err(e),
         }
         job.cursor.finalized = true;
         save(job);
@@ -504,7 +491,7 @@ async fn import_once(job: &mut Job) -> FactoryResult<CreationState> {
     Ok(CreationState::Verifying)
 }
 
-fn manifest_mismatch(expected: Manifest, actual: Manifest) -> FactoryError {
+fn manifest_mismatch(expected: Box<Manifest>, actual: Box<Manifest>) -> FactoryError {
     let message = format!(
         "the personal canister's manifest {} does not match the export's {}",
         actual.root_hex, expected.root_hex
@@ -524,7 +511,7 @@ async fn verify_once(job: &mut Job) -> FactoryResult<CreationState> {
     let expected = job.expected.clone().expect("set in Exporting");
     let actual: Manifest = import_call(id, "manifest", ()).await?;
     if actual != expected {
-        return Err(manifest_mismatch(expected, actual));
+        return Err(manifest_mismatch(Box::new(expected), Box::new(actual)));
     }
     if !job.handoff_done {
         let mut controllers = ic::controllers(id).await?;

@@ -304,7 +304,7 @@ pub fn build_sample(order: Order, mutation: Mutation) {
     let m2 = memory_input("just a note", AssetInput::None);
     let m3 = memory_input("tiny", inline(b"tiny"));
     let mut peers = sample_peers().to_vec();
-    let mut notes = vec!["colleague".to_string(), String::new(), "friend".to_string()];
+    let mut notes = ["colleague".to_string(), String::new(), "friend".to_string()];
     match mutation {
         M::ConnectionPeer => peers[0] = user("peer zero"),
         M::ConnectionNote => notes[2] = "friene".into(),
