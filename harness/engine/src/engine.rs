@@ -4,7 +4,6 @@
 use crate::metrics::{ExecKind, ExecRecord, Metrics};
 use crate::mgmt_types::*;
 use crate::runtime::{self, CanisterInstance, Compiled, Ctx, Entry, Fees, HostTrap, Kind, OutCall};
-use crate::stable::WASM_PAGE;
 use crate::types::*;
 use crate::wasm;
 use candid::{Nat, Principal};
@@ -121,6 +120,7 @@ struct FaultState {
 }
 
 struct Canister {
+    #[allow(dead_code)]
     id: Principal,
     settings: DefiniteSettings,
     cycles: u128,
@@ -2432,7 +2432,6 @@ fn add_history(c: &mut Canister, time: u64, origin: ChangeOrigin, details: Chang
     if c.history.len() > 20 {
         c.history.remove(0);
     }
-    let _ = c.id;
 }
 
 fn to_wire(s: &CanisterSettings) -> WireSettings {
@@ -2456,9 +2455,4 @@ fn hex(b: &[u8]) -> String {
 
 fn hex_bytes(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or(0)).collect()
-}
-
-#[allow(dead_code)]
-fn _page() -> u64 {
-    WASM_PAGE
 }
