@@ -2220,6 +2220,12 @@ impl Engine {
 
     fn upgrade(&mut self, cid: Principal, sender: Principal, compiled: Arc<Compiled>, arg: Vec<u8>, skip_pre: bool) -> Result<(), Reject> {
         let limit = self.cfg.limits.max_instructions_per_install;
+        // What a failed upgrade restores besides the old instance: timer and certified data as they were before
+        // pre_upgrade.
+        let (orig_timer, orig_certified) = {
+            let c = &self.canisters[&cid];
+            (c.timer, c.certified_data.clone())
+        };
         let has_pre = {
             let c = self.canisters.get_mut(&cid).expect("exists");
             let old = c.inst.as_mut().expect("checked non-empty");
@@ -2245,10 +2251,12 @@ impl Engine {
                 let old = c.inst.as_mut().expect("old");
                 old.ctx_mut().stable = ctx.stable;
                 old.rollback(&wt);
+                c.timer = orig_timer;
+                c.certified_data = orig_certified;
                 return Err(trap_reject(cid, &t, limit));
             }
         };
-        let saved = (c.inst.replace(new), c.timer, c.version);
+        let saved = (c.inst.replace(new), orig_timer, c.version);
         c.timer = 0;
         c.version += 1;
         if compiled.info.has_post_upgrade {
@@ -2264,6 +2272,7 @@ impl Engine {
                 old.rollback(&wt);
                 c.timer = saved.1;
                 c.version = saved.2;
+                c.certified_data = orig_certified;
                 return Err(trap_reject(cid, &t, limit));
             }
         } else {

@@ -513,12 +513,18 @@ fn management_install_modes_upgrade_reinstall_uninstall() {
     update::<u64>(&mut e, c, "inc", none()).unwrap();
     let r = e.install_code(user(), c, InstallMode::Install, test_wasm(), &Encode!(&None::<u64>).unwrap()).unwrap_err();
     assert_eq!(r.error_code.as_deref(), Some("IC0514"));
-    // Upgrade keeps stable memory (counter survives through pre/post_upgrade).
+    update::<()>(&mut e, c, "set_certified", Encode!(&b"cert".to_vec()).unwrap()).unwrap();
+    update::<()>(&mut e, c, "set_timer", Encode!(&1000u64).unwrap()).unwrap();
+    assert!(e.global_timer(c).unwrap() > 0);
+    // Upgrade keeps stable memory (counter survives through pre/post_upgrade) and certified data, and resets the
+    // global timer (the ic-cdk-timers heap state is gone with the old heap).
     let v0 = e.canister_version(c).unwrap();
     e.install_code(user(), c, InstallMode::Upgrade { skip_pre_upgrade: false }, test_wasm(), &Encode!(&None::<String>).unwrap()).unwrap();
     assert_eq!(query::<u64>(&mut e, c, "get", none()).unwrap(), 2);
     assert_eq!(e.canister_version(c).unwrap(), v0 + 1);
     assert_eq!(query::<Vec<String>>(&mut e, c, "events", none()).unwrap(), vec!["post_upgrade".to_string()]);
+    assert_eq!(e.certified_data(c).unwrap(), b"cert");
+    assert_eq!(e.global_timer(c).unwrap(), 0);
     // A trapping post_upgrade rolls the whole upgrade back (old heap is intact: events still from before).
     update::<u64>(&mut e, c, "inc", none()).unwrap();
     let r = e.install_code(user(), c, InstallMode::Upgrade { skip_pre_upgrade: false }, test_wasm(), &Encode!(&Some("trap".to_string())).unwrap()).unwrap_err();
@@ -526,6 +532,7 @@ fn management_install_modes_upgrade_reinstall_uninstall() {
     assert_eq!(query::<u64>(&mut e, c, "get", none()).unwrap(), 3);
     assert_eq!(e.canister_version(c).unwrap(), v0 + 1);
     assert_eq!(query::<Vec<u8>>(&mut e, c, "stable_read", Encode!(&0u64, &8u64).unwrap()).unwrap(), 2u64.to_le_bytes().to_vec());
+    assert_eq!(e.certified_data(c).unwrap(), b"cert");
     // skip_pre_upgrade: the counter in stable memory is the one saved by the last pre_upgrade (2).
     e.install_code(user(), c, InstallMode::Upgrade { skip_pre_upgrade: true }, test_wasm(), &Encode!(&None::<String>).unwrap()).unwrap();
     assert_eq!(query::<u64>(&mut e, c, "get", none()).unwrap(), 2);
