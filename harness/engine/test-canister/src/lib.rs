@@ -143,7 +143,27 @@ fn panic_now() {
 #[update]
 fn unreachable_now() {
     bump(1);
+    wasm_unreachable()
+}
+
+#[cfg(target_arch = "wasm32")]
+fn wasm_unreachable() -> ! {
     core::arch::wasm32::unreachable()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn wasm_unreachable() -> ! {
+    unreachable!("the wasm `unreachable` instruction")
+}
+
+#[cfg(target_arch = "wasm32")]
+fn memory_pages() -> u64 {
+    core::arch::wasm32::memory_size(0) as u64
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn memory_pages() -> u64 {
+    0
 }
 
 /// Grows the heap by `mb` MiB and then traps: the memory size and contents must be restored.
@@ -160,7 +180,7 @@ fn alloc(mb: u32) -> u64 {
     let v = vec![7u8; (mb as usize) << 20];
     std::hint::black_box(&v);
     std::mem::forget(v);
-    core::arch::wasm32::memory_size(0) as u64
+    memory_pages()
 }
 
 #[update]
@@ -176,10 +196,8 @@ fn certificate_present() -> bool {
 #[update]
 fn stable_write(offset: u64, data: Vec<u8>) {
     let need = (offset + data.len() as u64).div_ceil(65_536);
-    if api::stable_size() < need {
-        if api::stable_grow(need - api::stable_size()) == u64::MAX {
-            api::trap("stable grow failed");
-        }
+    if api::stable_size() < need && api::stable_grow(need - api::stable_size()) == u64::MAX {
+        api::trap("stable grow failed");
     }
     api::stable_write(offset, &data);
 }
