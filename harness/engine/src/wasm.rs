@@ -183,6 +183,10 @@ pub fn validate(wasm: &[u8]) -> Result<ModuleInfo, String> {
     let mut code_size = 0usize;
     let mut stack_pointer_index: Option<u32> = None;
     let mut first_global_mut_i32 = false;
+    // Initial values of i32 globals defined by `i32.const`, and the lowest active data segment offset.
+    let mut global_init: Vec<Option<u32>> = vec![];
+    let mut lowest_data: Option<u32> = None;
+    let mut data_offsets_known = true;
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload.map_err(|e| format!("Wasm module has an invalid format: {e}"))?;
         match payload {
@@ -250,6 +254,7 @@ pub fn validate(wasm: &[u8]) -> Result<ModuleInfo, String> {
                     if n_globals == 0 {
                         first_global_mut_i32 = g.ty.mutable && g.ty.content_type == ValType::I32;
                     }
+                    global_init.push(const_i32(&g.init_expr));
                     n_globals += 1;
                 }
             }
@@ -260,6 +265,17 @@ pub fn validate(wasm: &[u8]) -> Result<ModuleInfo, String> {
                 }
             }
             Payload::CodeSectionStart { size, .. } => code_size = size as usize,
+            Payload::DataSection(r) => {
+                for d in r {
+                    let d = d.map_err(|e| e.to_string())?;
+                    if let wasmparser::DataKind::Active { offset_expr, .. } = d.kind {
+                        match const_i32(&offset_expr) {
+                            Some(o) => lowest_data = Some(lowest_data.map_or(o, |l| l.min(o))),
+                            None => data_offsets_known = false,
+                        }
+                    }
+                }
+            }
             Payload::CustomSection(c) => {
                 if let wasmparser::KnownCustom::Name(reader) = c.as_known() {
                     for n in reader.into_iter().flatten() {
@@ -388,10 +404,29 @@ pub fn validate(wasm: &[u8]) -> Result<ModuleInfo, String> {
     if stack_pointer_index.is_none() && lld && first_global_mut_i32 {
         stack_pointer_index = Some(0);
     }
+    // Only a stack placed below all data (rustc's `--stack-first` layout) makes the memory under the stack
+    // pointer dead between executions.
+    let stack_first = |i: &u32| match global_init.get(*i as usize).copied().flatten() {
+        Some(sp) => data_offsets_known && lowest_data.is_none_or(|d| d >= sp),
+        None => false,
+    };
     info.stack_pointer = stack_pointer_index
         .filter(|i| mutable_globals.contains(i))
+        .filter(stack_first)
         .map(|i| format!("{GLOBAL_EXPORT_PREFIX}{i}"));
     Ok(info)
+}
+
+/// The value of a constant expression that is a single `i32.const`.
+fn const_i32(e: &wasmparser::ConstExpr<'_>) -> Option<u32> {
+    let mut r = e.get_operators_reader();
+    match r.read().ok()? {
+        wasmparser::Operator::I32Const { value } => match r.read().ok()? {
+            wasmparser::Operator::End => Some(value as u32),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 fn leb(out: &mut Vec<u8>, mut v: u64) {
