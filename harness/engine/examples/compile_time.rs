@@ -3,7 +3,8 @@ fn main() {
     let path = std::env::args().nth(1).expect("usage: compile_time <module.wasm>");
     let wasm = std::fs::read(&path).expect("read module");
     let t = std::time::Instant::now();
-    engine::wasm::validate(&wasm).expect("valid");
+    let info = engine::wasm::validate(&wasm).expect("valid");
+    println!("shadow stack pointer: {:?}", info.stack_pointer);
     let v = t.elapsed();
     let t = std::time::Instant::now();
     let _ = engine::wasm::rewrite(&wasm).expect("rewrite");
