@@ -68,9 +68,8 @@ impl StableMemory {
         if total.checked_mul(WASM_PAGE)? > max_bytes {
             return None;
         }
+        // Chunks are allocated lazily on write: growing by a lot costs nothing until it is used.
         self.pages = total;
-        let n = (total * WASM_PAGE) as usize / CHUNK;
-        self.chunks.resize_with(n, || None);
         Some(old)
     }
 
@@ -88,9 +87,9 @@ impl StableMemory {
             let idx = off / CHUNK;
             let within = off % CHUNK;
             let n = (CHUNK - within).min(dst.len() - done);
-            match &self.chunks[idx] {
-                Some(c) => dst[done..done + n].copy_from_slice(&c[within..within + n]),
-                None => dst[done..done + n].fill(0),
+            match self.chunks.get(idx) {
+                Some(Some(c)) => dst[done..done + n].copy_from_slice(&c[within..within + n]),
+                _ => dst[done..done + n].fill(0),
             }
             done += n;
             off += n;
@@ -108,6 +107,9 @@ impl StableMemory {
             let idx = off / CHUNK;
             let within = off % CHUNK;
             let n = (CHUNK - within).min(src.len() - done);
+            if idx >= self.chunks.len() {
+                self.chunks.resize_with(idx + 1, || None);
+            }
             if let Some(j) = &mut self.journal {
                 if j.seen.insert(idx) {
                     j.saved.push((idx, self.chunks[idx].clone()));
@@ -137,6 +139,23 @@ impl StableMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_growth_is_lazy() {
+        let mut s = StableMemory::new();
+        assert_eq!(s.grow(400 << 14, 500 << 30), Some(0)); // 400 GiB
+        assert_eq!(s.size_bytes(), 400 << 30);
+        assert_eq!(s.resident_bytes(), 0);
+        let mut b = [1u8; 3];
+        s.read((300u64 << 30) + 5, &mut b).unwrap();
+        assert_eq!(b, [0, 0, 0]);
+        s.begin();
+        s.write(1 << 30, b"abc").unwrap();
+        s.rollback();
+        s.read(1 << 30, &mut b).unwrap();
+        assert_eq!(b, [0, 0, 0]);
+        assert!(s.grow(200 << 14, 500 << 30).is_none(), "over the limit");
+    }
 
     #[test]
     fn journal_rolls_back_writes_and_growth() {
