@@ -110,6 +110,18 @@ pub trait Ic {
     fn add_fault(&mut self, rule: FaultRule) -> Result<u64, String>;
     fn remove_fault(&mut self, id: u64);
     fn release_held(&mut self, id: u64) -> usize;
+    /// Every canister that exists, in creation order (capability `inspect`).
+    fn canister_ids(&mut self) -> Result<Vec<Principal>, String> {
+        Err("listing every canister needs the embedded engine (capability `inspect`)".into())
+    }
+    /// Set a canister's cycle balance (capability `inspect`).
+    fn set_cycles(&mut self, _canister: Principal, _cycles: u128) -> Result<(), String> {
+        Err("setting a canister's cycles needs the embedded engine (capability `inspect`)".into())
+    }
+    /// Add cycles to a canister's balance; the new balance (capability `inspect`).
+    fn add_cycles(&mut self, _canister: Principal, _cycles: u128) -> Result<u128, String> {
+        Err("adding cycles needs the embedded engine (capability `inspect`)".into())
+    }
 }
 
 /// Why a backend cannot run here (the trial is skipped with this reason).
@@ -292,6 +304,15 @@ mod embedded {
                 Some(f) => self.e.release_held(f),
                 None => 0,
             }
+        }
+        fn canister_ids(&mut self) -> Result<Vec<Principal>, String> {
+            Ok(self.e.canister_ids())
+        }
+        fn set_cycles(&mut self, canister: Principal, cycles: u128) -> Result<(), String> {
+            self.e.set_cycles(canister, cycles).map_err(|r| r.message)
+        }
+        fn add_cycles(&mut self, canister: Principal, cycles: u128) -> Result<u128, String> {
+            self.e.add_cycles(canister, cycles).map_err(|r| r.message)
         }
     }
 

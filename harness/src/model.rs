@@ -106,6 +106,8 @@ pub enum Capability {
     HeldCalls,
     /// Count instructions, messages and bytes.
     Metrics,
+    /// List every canister on the IC and set a canister's cycles (`canisters`, `cycles` steps).
+    Inspect,
 }
 
 impl Capability {
@@ -115,6 +117,7 @@ impl Capability {
             Capability::ManagementFaults => "management_faults",
             Capability::HeldCalls => "held_calls",
             Capability::Metrics => "metrics",
+            Capability::Inspect => "inspect",
         }
     }
 }
@@ -221,7 +224,8 @@ pub enum InFlight {
 
 /// One step. Exactly one action key (`call`, `query`, `submit`, `await`, `check`, `tick`,
 /// `tick_until`, `advance_time`, `set_time`, `upgrade`, `reinstall`, `stop`, `start`, `fault`,
-/// `clear_fault`, `release`, `failpoint`, `include`); the other keys qualify it.
+/// `clear_fault`, `release`, `failpoint`, `include`, `repeat`, `canisters`, `cycles`); the other
+/// keys qualify it.
 #[derive(Deserialize, JsonSchema, Debug, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
@@ -268,11 +272,29 @@ pub struct Step {
     pub failpoint: Option<Spanned<String>>,
     /// Run a step group from `includes`, with parameters in `with`.
     pub include: Option<Spanned<String>>,
+    /// Run `steps` this many times, with `${var}` (default `${i}`) = 0, 1, …, N-1. The ids of the
+    /// inner steps become `<id>.<inner id>-<i>`, so they stay unique.
+    pub repeat: Option<Spanned<u32>>,
+    /// Assert (and capture) every canister that exists on the IC: `{count, canisters, created}`.
+    /// Declared canisters appear by logical name, canisters created at run time (by a canister) as
+    /// principals. Give `expect`/`capture` inside it or beside it.
+    pub canisters: Option<CanistersSpec>,
+    /// Set or add a canister's cycle balance (an engine fault: drain a canister).
+    pub cycles: Option<CyclesSpec>,
 
     // ---- qualifiers
-    /// Identity making the call (default `controller`).
+    /// Identity making the call (default `controller`): an identity, a canister's logical name (the
+    /// canister's principal is the sender), or a principal / `${capture}` of one.
     #[serde(rename = "as")]
     pub as_: Option<Spanned<String>>,
+    /// Send the call to this principal (usually a `${capture}` of a canister created at run time)
+    /// instead of the named canister, whose interface is still used: `call: personal.api_version`
+    /// with `at: ${pid}`.
+    pub at: Option<Spanned<String>>,
+    /// For `repeat`: the loop variable (default `i`).
+    pub var: Option<Spanned<String>>,
+    /// For `repeat`: the steps to repeat.
+    pub steps: Option<Vec<Spanned<Step>>>,
     /// Arguments: the value for a one-parameter method, a list for several.
     pub args: Option<RawNode>,
     /// Arguments as Candid text, e.g. `("x", opt 5)`.
@@ -301,6 +323,29 @@ pub struct Step {
     pub in_flight: Option<InFlight>,
     /// Leave the step out of the transcript (default: in).
     pub snapshot: Option<bool>,
+}
+
+/// `canisters: {expect: {count: 3, created: ["${pid}"]}}`: every canister on the IC.
+#[derive(Deserialize, JsonSchema, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CanistersSpec {
+    /// Pattern for `record { count : nat64; canisters : vec principal; created : vec principal }`.
+    pub expect: Option<RawNode>,
+    /// Captures from the same record, e.g. `{pid: $.created[0]}`.
+    #[serde(default)]
+    pub capture: OrderedMap<Spanned<String>>,
+}
+
+/// `cycles: {canister: backend, set: 0}` or `{canister: "${pid}", add: 5T}`.
+#[derive(Deserialize, JsonSchema, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CyclesSpec {
+    /// A canister's logical name, or a principal / `${capture}`.
+    pub canister: Spanned<String>,
+    /// The new balance.
+    pub set: Option<RawNode>,
+    /// Cycles to add to the balance.
+    pub add: Option<RawNode>,
 }
 
 #[derive(Deserialize, JsonSchema, Debug, Clone, Default)]

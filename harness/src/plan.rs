@@ -60,8 +60,10 @@ pub struct PStep {
     pub span: Span,
     pub step: Step,
     pub action: &'static str,
-    /// Include parameters in scope.
+    /// Include parameters (and `repeat` variables) in scope.
     pub scope: Arc<BTreeMap<String, Node>>,
+    /// Whether lint dry-runs this step (false for the middle iterations of a long `repeat`).
+    pub lint: bool,
 }
 
 /// A loaded, linted scenario.
@@ -93,8 +95,13 @@ impl Loaded {
 
 const ACTIONS: &[&str] = &[
     "call", "query", "submit", "await", "check", "tick", "tick_until", "advance_time", "set_time", "upgrade", "reinstall", "stop",
-    "start", "fault", "clear_fault", "release", "failpoint", "include",
+    "start", "fault", "clear_fault", "release", "failpoint", "include", "repeat", "canisters", "cycles",
 ];
+
+/// Iterations a `repeat` may have.
+pub const MAX_REPEAT: u32 = 100_000;
+/// Above this many iterations, lint dry-runs only the first and the last iteration of a `repeat`.
+pub const LINT_ALL_ITERATIONS: u32 = 100;
 
 /// Which action keys a step has.
 pub fn actions_of(s: &Step) -> Vec<&'static str> {
@@ -117,6 +124,9 @@ pub fn actions_of(s: &Step) -> Vec<&'static str> {
         s.release.is_some(),
         s.failpoint.is_some(),
         s.include.is_some(),
+        s.repeat.is_some(),
+        s.canisters.is_some(),
+        s.cycles.is_some(),
     ];
     ACTIONS.iter().zip(present).filter(|(_, p)| *p).map(|(a, _)| *a).collect()
 }
@@ -237,6 +247,9 @@ pub fn load_text(project: &Project, file: &Path, source: &str) -> Result<Loaded,
         Ok(loaded)
     } else {
         l.diags.sort_by_key(|d| d.span);
+        // the same problem in every iteration of a `repeat` (or every use of an include): once
+        let mut seen = BTreeSet::new();
+        l.diags.retain(|d| seen.insert((d.span, d.message.clone())));
         Err(with_src(l.diags))
     }
 }
@@ -309,7 +322,7 @@ pub fn sender_name(l: &Loaded, as_: Option<&Spanned<String>>, r: &dyn Resolve) -
         None => Ok(CONTROLLER.to_string()),
         Some(a) => {
             let name = codec::interpolate_str(&a.value, a.span, r)?;
-            if l.identities.contains(&name) || l.canister(&name).is_some() {
+            if l.identities.contains(&name) || l.canister(&name).is_some() || Principal::from_text(&name).is_ok() {
                 Ok(name)
             } else if r.lenient() && name.contains("${") {
                 Ok(CONTROLLER.to_string())
@@ -327,6 +340,63 @@ pub fn sender_name(l: &Loaded, as_: Option<&Spanned<String>>, r: &dyn Resolve) -
     }
 }
 
+/// A canister reference: a canister's logical name, an identity, or a principal (usually a
+/// `${capture}`); checked at lint time (captures are unknown then), resolved at run time.
+pub fn principal_ref(l: &Loaded, s: &Spanned<String>, r: &dyn Resolve) -> Result<Option<Principal>, ValueError> {
+    let name = codec::interpolate_str(&s.value, s.span, r)?;
+    if l.canister(&name).is_some() || l.identities.contains(&name) {
+        return Ok(r.principal(&name).or_else(|| Some(identity_principal(&name))));
+    }
+    if let Ok(p) = Principal::from_text(&name) {
+        return Ok(Some(p));
+    }
+    if r.lenient() && s.value.contains("${") {
+        return Ok(None);
+    }
+    Err(verr(
+        "unknown-canister",
+        s.span,
+        format!(
+            "`{name}` is neither a canister, an identity nor a principal{}",
+            crate::diag::did_you_mean(&name, l.canisters.iter().map(|c| c.name.as_str()))
+        ),
+    ))
+}
+
+/// The Candid interface of the `canisters` step's reply.
+pub const CANISTERS_DID: &str = "service : { canisters : () -> (record { count : nat64; canisters : vec principal; created : vec principal }) query }";
+
+/// The interface of the `canisters` step (parsed once per thread).
+pub fn canisters_iface() -> Rc<Interface> {
+    thread_local! {
+        static IFACE: Rc<Interface> = Rc::new(Interface::from_text(CANISTERS_DID).expect("canisters interface"));
+    }
+    IFACE.with(|i| i.clone())
+}
+
+pub fn canisters_rets(iface: &Interface) -> Vec<Type> {
+    iface.method("canisters").map(|f| f.rets.clone()).unwrap_or_default()
+}
+
+/// A `canisters` step as a plain step (`expect`/`capture` inside the spec or beside it).
+pub fn canisters_step(st: &Step) -> Result<(Step, Rc<Interface>), String> {
+    let spec = st.canisters.clone().unwrap_or_default();
+    if spec.expect.is_some() && st.expect.is_some() {
+        return Err("give `expect` inside `canisters:` or beside it, not both".into());
+    }
+    if !spec.capture.is_empty() && !st.capture.is_empty() {
+        return Err("give `capture` inside `canisters:` or beside it, not both".into());
+    }
+    let mut out = st.clone();
+    if spec.expect.is_some() {
+        out.expect = spec.expect;
+    }
+    if !spec.capture.is_empty() {
+        out.capture = spec.capture;
+    }
+    Ok((out, canisters_iface()))
+}
+
 /// A call ready to send.
 pub struct Prepared {
     pub canister: String,
@@ -336,6 +406,8 @@ pub struct Prepared {
     pub arg: Vec<u8>,
     pub iface: Rc<Interface>,
     pub rets: Vec<Type>,
+    /// `at:` — send to this principal instead of the named canister (resolved by the runner).
+    pub at: Option<Principal>,
 }
 
 /// Prepare the call of a step (`call`, `query`, `submit`, `check`, `tick_until`, `failpoint`).
@@ -367,7 +439,7 @@ pub fn prepare_call(
         }
     };
     let query = force_query.unwrap_or_else(|| f.is_query());
-    Ok(Prepared { canister, method, query, sender, arg, iface: can.iface.clone(), rets: f.rets.clone() })
+    Ok(Prepared { canister, method, query, sender, arg, iface: can.iface.clone(), rets: f.rets.clone(), at: None })
 }
 
 /// Check a step's expectations against a result (or, with `result == None`, only their types).
@@ -494,8 +566,23 @@ fn step_refs(s: &Step) -> Vec<(String, Span)> {
             }
         }
     };
-    for t in [&s.call, &s.query, &s.submit, &s.check, &s.tick_until, &s.failpoint, &s.as_, &s.upgrade, &s.reinstall, &s.stop, &s.start] {
+    for t in [&s.call, &s.query, &s.submit, &s.check, &s.tick_until, &s.failpoint, &s.as_, &s.at, &s.upgrade, &s.reinstall, &s.stop, &s.start] {
         sp(t, &mut out);
+    }
+    if let Some(f) = &s.fault {
+        sp(&Some(f.target.clone()), &mut out);
+        sp(&f.caller, &mut out);
+    }
+    if let Some(c) = &s.cycles {
+        sp(&Some(c.canister.clone()), &mut out);
+        for n in [&c.set, &c.add].into_iter().flatten() {
+            collect_refs(&n.0, &mut out);
+        }
+    }
+    if let Some(c) = &s.canisters {
+        if let Some(e) = &c.expect {
+            collect_refs(&e.0, &mut out);
+        }
     }
     for n in [&s.args, &s.expect].into_iter().flatten() {
         collect_refs(&n.0, &mut out);
@@ -619,7 +706,7 @@ impl Linter<'_> {
                 (Some(f), None) => self.fault_spec(&loaded, f),
                 (None, Some(c)) => {
                     let st = Step { failpoint: Some(c.clone()), as_: fv.as_.clone(), args: fv.args.clone(), ..Default::default() };
-                    let ps = PStep { id: format!("variant.{}", fv.name.value), span: c.span, step: st, action: "failpoint", scope: root_scope.clone() };
+                    let ps = PStep { id: format!("variant.{}", fv.name.value), span: c.span, step: st, action: "failpoint", scope: root_scope.clone(), lint: true };
                     let mut d = defined.clone();
                     self.dry(&loaded, &ps, &mut d, &mut submits, &names);
                 }
@@ -792,21 +879,94 @@ impl Linter<'_> {
                 out.extend(expanded);
                 continue;
             }
-            out.push(PStep { id, span: s.span, step: s.value.clone(), action, scope: scope.clone() });
+            if action == "repeat" {
+                out.extend(self.repeat(sc, s, &id, scope, depth));
+                continue;
+            }
+            if s.value.steps.is_some() || s.value.var.is_some() {
+                let span = s.value.var.as_ref().map(|v| v.span).unwrap_or(s.span);
+                self.push(ErrorKind::StepAction, span, "`steps` and `var` belong to a `repeat` step");
+            }
+            out.push(PStep { id, span: s.span, step: s.value.clone(), action, scope: scope.clone(), lint: true });
+        }
+        out
+    }
+
+    /// `{id: fill, repeat: N, var: i, steps: [...]}`: the steps N times with `${i}` = 0..N-1; inner ids
+    /// become `fill.<inner>-<i>`.
+    fn repeat(&mut self, sc: &Scenario, s: &Spanned<Step>, id: &str, scope: &Arc<BTreeMap<String, Node>>, depth: usize) -> Vec<PStep> {
+        let st = &s.value;
+        let n = st.repeat.as_ref().expect("repeat");
+        let Some(inner) = &st.steps else {
+            self.push(ErrorKind::StepAction, n.span, "a `repeat` step needs `steps:` (the steps to repeat)");
+            return vec![];
+        };
+        if n.value == 0 || n.value > MAX_REPEAT {
+            self.push(ErrorKind::StepAction, n.span, format!("`repeat` takes 1 to {MAX_REPEAT} iterations, found {}", n.value));
+            return vec![];
+        }
+        if inner.is_empty() {
+            self.push(ErrorKind::StepAction, n.span, "`repeat` has no steps");
+            return vec![];
+        }
+        if st.stage {
+            self.push(ErrorKind::StepAction, s.span, "a `repeat` step is not a stage; mark a step inside it with `stage: true`");
+        }
+        for (k, what) in [(st.as_.is_some(), "as"), (st.args.is_some(), "args"), (st.expect.is_some(), "expect"), (!st.capture.is_empty(), "capture")] {
+            if k {
+                self.push(ErrorKind::StepAction, s.span, format!("`{what}` does not apply to a `repeat` step (put it on the steps inside)"));
+            }
+        }
+        if depth > 8 {
+            self.push(ErrorKind::Include, n.span, "repeats and includes nest too deeply");
+            return vec![];
+        }
+        let var = st.var.as_ref().map(|v| v.value.clone()).unwrap_or_else(|| "i".to_string());
+        if var.is_empty() || !var.chars().all(|c| c.is_alphanumeric() || c == '_') {
+            self.push(ErrorKind::StepAction, st.var.as_ref().map(|v| v.span).unwrap_or(n.span), format!("`var: {var}` is not a plain name"));
+            return vec![];
+        }
+        let mut out = vec![];
+        for k in 0..n.value {
+            let mut inner_scope = (**scope).clone();
+            inner_scope.insert(var.clone(), Node { span: n.span, kind: crate::yaml::Kind::Int(k as i128) });
+            let before = self.diags.len();
+            let expanded = self.expand(sc, inner, &format!("{id}."), &Arc::new(inner_scope), depth + 1);
+            let lint = n.value <= LINT_ALL_ITERATIONS || k == 0 || k + 1 == n.value;
+            let ids: BTreeSet<String> = expanded.iter().map(|p| format!("{}-{k}", p.id)).collect();
+            for mut p in expanded {
+                // `await`, `clear_fault`, `release` name steps of the same iteration by their inner id
+                for r in [&mut p.step.await_, &mut p.step.clear_fault, &mut p.step.release].into_iter().flatten() {
+                    let full = format!("{id}.{}-{k}", r.value);
+                    if ids.contains(&full) {
+                        r.value = full;
+                    }
+                }
+                p.id = format!("{}-{k}", p.id);
+                p.lint &= lint;
+                if st.snapshot == Some(false) && p.step.snapshot.is_none() {
+                    p.step.snapshot = Some(false);
+                }
+                out.push(p);
+            }
+            if self.diags.len() > before {
+                break; // the same problem in every iteration: report it once
+            }
         }
         out
     }
 
     fn fault_spec(&mut self, l: &Loaded, f: &FaultSpec) {
-        if f.target.value != "management" && l.canister(&f.target.value).is_none() {
+        let is_ref = |s: &str| s.contains("${") || Principal::from_text(s).is_ok();
+        if f.target.value != "management" && l.canister(&f.target.value).is_none() && !is_ref(&f.target.value) {
             self.push(
                 ErrorKind::UnknownCanister,
                 f.target.span,
-                format!("fault target `{}` is neither `management` nor a canister{}", f.target.value, crate::diag::did_you_mean(&f.target.value, l.canisters.iter().map(|c| c.name.as_str()))),
+                format!("fault target `{}` is neither `management`, a canister nor a principal or `${{capture}}`{}", f.target.value, crate::diag::did_you_mean(&f.target.value, l.canisters.iter().map(|c| c.name.as_str()))),
             );
         }
         if let Some(c) = &f.caller {
-            if !l.identities.contains(&c.value) && l.canister(&c.value).is_none() {
+            if !l.identities.contains(&c.value) && l.canister(&c.value).is_none() && !is_ref(&c.value) {
                 self.push(ErrorKind::UnknownIdentity, c.span, format!("fault caller `{}` is neither an identity nor a canister", c.value));
             }
         }
@@ -820,6 +980,17 @@ impl Linter<'_> {
         submits: &mut BTreeMap<String, (String, String)>,
         names: &BTreeSet<String>,
     ) {
+        if !s.lint {
+            // a middle iteration of a long `repeat`: only what it defines
+            let can_names: BTreeSet<String> = l.canisters.iter().map(|c| c.name.clone()).collect();
+            let r = LintResolve { names, canisters: &can_names, vars: &l.vars, scope: &s.scope };
+            for (k, _) in s.step.capture.iter() {
+                if let Ok(n) = codec::interpolate_str(&k.value, k.span, &r) {
+                    defined.insert(n);
+                }
+            }
+            return;
+        }
         // undefined ${…}
         for (name, span) in step_refs(&s.step) {
             if !defined.contains(&name) && !s.scope.contains_key(&name) {
@@ -835,6 +1006,17 @@ impl Linter<'_> {
         let r = LintResolve { names, canisters: &can_names, vars: &l.vars, scope: &s.scope };
         let st = &s.step;
         let res: Result<(), ValueError> = (|| {
+            if let Some(at) = &st.at {
+                if !matches!(s.action, "call" | "query" | "check" | "submit" | "tick_until" | "failpoint" | "upgrade" | "reinstall") {
+                    return Err(verr("type", at.span, "`at` applies to `call`, `query`, `check`, `submit`, `tick_until`, `upgrade` and `reinstall`"));
+                }
+                if matches!(s.action, "upgrade" | "reinstall") {
+                    principal_ref(l, at, &r)?;
+                }
+            }
+            if st.reject.is_some() && matches!(s.action, "upgrade" | "reinstall") && st.expect.is_some() {
+                return Err(verr("type", s.span, "an upgrade expects `reject:` (refused) or nothing (succeeds)"));
+            }
             match s.action {
                 "call" | "query" | "submit" | "check" | "tick_until" | "failpoint" => {
                     let (target, force) = match s.action {
@@ -858,6 +1040,12 @@ impl Linter<'_> {
                         }
                     };
                     let p = prepare_call(l, &target, force, st, &r)?;
+                    if let Some(at) = &st.at {
+                        if s.action == "failpoint" {
+                            return Err(verr("type", at.span, "`at` applies to `call`, `query`, `check`, `submit` and `tick_until`"));
+                        }
+                        principal_ref(l, at, &r)?;
+                    }
                     if s.action == "submit" {
                         if st.expect.is_some() || st.reject.is_some() || !st.capture.is_empty() {
                             return Err(verr("type", s.span, "a `submit` has no reply yet: put `expect`/`capture` on the `await` step"));
@@ -871,9 +1059,30 @@ impl Linter<'_> {
                             return Err(verr("type", s.span, "`tick_until` needs an `expect` (the condition to wait for)"));
                         }
                         check_expect(st, l.sc.strict, &p.iface, &p.rets, None, &r, None)?;
-                        for (name, _, _) in capture_paths(st, &p.rets, &p.iface)? {
-                            defined.insert(name);
+                        for (name, _, span) in capture_paths(st, &p.rets, &p.iface)? {
+                            defined.insert(codec::interpolate_str(&name, span, &r)?);
                         }
+                    }
+                }
+                "canisters" => {
+                    let (st2, iface) = canisters_step(st).map_err(|m| verr("type", s.span, m))?;
+                    let rets = canisters_rets(&iface);
+                    check_expect(&st2, l.sc.strict, &iface, &rets, None, &r, None)?;
+                    for (name, _, span) in capture_paths(&st2, &rets, &iface)? {
+                        defined.insert(codec::interpolate_str(&name, span, &r)?);
+                    }
+                }
+                "cycles" => {
+                    let c = st.cycles.as_ref().expect("cycles");
+                    principal_ref(l, &c.canister, &r)?;
+                    match (&c.set, &c.add) {
+                        (Some(n), None) | (None, Some(n)) => {
+                            let n = codec::interpolate(&n.0, &r)?;
+                            if codec::parse_big(&n).and_then(|i| u128::try_from(i).ok()).is_none() && !n.as_str().map(|x| x.contains("${")).unwrap_or(false) {
+                                return Err(verr("type", n.span, "cycles must be a non-negative number (`0`, `5T`, \"1_000\")"));
+                            }
+                        }
+                        _ => return Err(verr("type", c.canister.span, "`cycles` needs exactly one of `set` or `add`")),
                     }
                 }
                 "await" => {
@@ -884,8 +1093,8 @@ impl Linter<'_> {
                     let cp = l.canister(&c).expect("submitted canister");
                     let f = cp.iface.method(&m).expect("submitted method");
                     check_expect(st, l.sc.strict, &cp.iface, &f.rets, None, &r, None)?;
-                    for (name, _, _) in capture_paths(st, &f.rets, &cp.iface)? {
-                        defined.insert(name);
+                    for (name, _, span) in capture_paths(st, &f.rets, &cp.iface)? {
+                        defined.insert(codec::interpolate_str(&name, span, &r)?);
                     }
                 }
                 "advance_time" => {

@@ -161,10 +161,14 @@ pub fn needed_capabilities(l: &Loaded) -> BTreeSet<Capability> {
             fault(f);
         }
     }
+
     for fv in &l.sc.variants.fault_at_each_stage {
         if let Some(f) = &fv.fault {
             fault(f);
         }
+    }
+    if l.steps.iter().chain(&l.on_fault).chain(&l.invariants).any(|s| matches!(s.action, "canisters" | "cycles")) {
+        caps.insert(Capability::Inspect);
     }
     caps
 }
@@ -487,6 +491,14 @@ impl Resolve for RunResolve<'_> {
 
 type CanisterLogs = Vec<(String, Vec<LogLine>)>;
 
+/// Which canister an install step acts on: a declared one, or (`at:`) a canister created at run time
+/// that gets the declared one's build.
+struct InstallTarget<'a> {
+    name: &'a str,
+    at: Option<Principal>,
+    expect_reject: bool,
+}
+
 /// A failed step.
 struct StepFail {
     span: Span,
@@ -537,7 +549,40 @@ impl Run<'_> {
     }
 
     fn sender(&self, name: &str) -> Principal {
-        self.principals.get(name).copied().unwrap_or_else(|| plan::identity_principal(name))
+        self.principals
+            .get(name)
+            .copied()
+            .or_else(|| Principal::from_text(name).ok())
+            .unwrap_or_else(|| plan::identity_principal(name))
+    }
+
+    /// A canister reference (logical name, identity, principal or `${capture}`) at run time.
+    fn principal_ref(&self, s: &Spanned<String>, scope: &BTreeMap<String, Node>) -> Result<Principal, StepFail> {
+        match plan::principal_ref(self.l, s, &self.resolver(scope)).map_err(StepFail::value)? {
+            Some(p) => Ok(p),
+            None => Err(StepFail::msg(s.span, format!("`{}` does not name a principal", s.value))),
+        }
+    }
+
+    /// How a sender appears in the transcript: its name (a principal text is named when known).
+    fn sender_obs(&self, sender: &str) -> String {
+        if self.principals.contains_key(sender) {
+            return sender.to_string();
+        }
+        match Principal::from_text(sender) {
+            Ok(p) => self.norm().principal_name(&p),
+            Err(_) => sender.to_string(),
+        }
+    }
+
+    /// The target of a call step: `at:` when given.
+    fn with_at(&self, mut p: plan::Prepared, st: &PStep, obs: &mut Map<String, J>) -> Result<plan::Prepared, StepFail> {
+        if let Some(at) = &st.step.at {
+            let id = self.principal_ref(at, &st.scope)?;
+            obs.insert("at".into(), J::String(self.norm().principal_name(&id)));
+            p.at = Some(id);
+        }
+        Ok(p)
     }
 
     fn canister_id(&self, name: &str) -> Result<Principal, StepFail> {
@@ -633,7 +678,7 @@ impl Run<'_> {
     }
 
     fn do_call(&mut self, p: &plan::Prepared) -> Result<IDLValue, Reject> {
-        let canister = self.principals.get(&p.canister).copied().unwrap_or_else(Principal::anonymous);
+        let canister = p.at.or_else(|| self.principals.get(&p.canister).copied()).unwrap_or_else(Principal::anonymous);
         let sender = self.sender(&p.sender);
         let raw = if p.query { self.ic.query(sender, canister, &p.method, &p.arg) } else { self.ic.update(sender, canister, &p.method, &p.arg) };
         self.decode(raw, p)
@@ -681,6 +726,7 @@ impl Run<'_> {
         };
         let mut caps = Map::new();
         for (name, segs, span) in paths {
+            let name = codec::interpolate_str(&name, span, &self.resolver(&st.scope)).map_err(StepFail::value)?;
             let x = codec::value_at(v, &segs).map_err(|e| StepFail::msg(span, format!("capture `{name}`: {e}")))?;
             caps.insert(name.clone(), self.norm().render(x));
             self.captures.insert(name, codec::value_to_node(x, span));
@@ -712,7 +758,8 @@ impl Run<'_> {
                 };
                 let p = plan::prepare_call(self.l, &target, force, s, &r!()).map_err(StepFail::value)?;
                 obs.insert(st.action.into(), J::String(format!("{}.{}", p.canister, p.method)));
-                obs.insert("as".into(), J::String(p.sender.clone()));
+                obs.insert("as".into(), J::String(self.sender_obs(&p.sender)));
+                let p = self.with_at(p, st, obs)?;
                 if let Some(a) = self.args_obs(&p) {
                     obs.insert("args".into(), a);
                 }
@@ -729,11 +776,15 @@ impl Run<'_> {
                 let target = s.submit.clone().expect("submit");
                 let p = plan::prepare_call(self.l, &target, Some(false), s, &r!()).map_err(StepFail::value)?;
                 obs.insert("submit".into(), J::String(format!("{}.{}", p.canister, p.method)));
-                obs.insert("as".into(), J::String(p.sender.clone()));
+                obs.insert("as".into(), J::String(self.sender_obs(&p.sender)));
+                let p = self.with_at(p, st, obs)?;
                 if let Some(a) = self.args_obs(&p) {
                     obs.insert("args".into(), a);
                 }
-                let canister = self.canister_id(&p.canister)?;
+                let canister = match p.at {
+                    Some(id) => id,
+                    None => self.canister_id(&p.canister)?,
+                };
                 let sender = self.sender(&p.sender);
                 match self.ic.submit(sender, canister, &p.method, &p.arg) {
                     Ok(id) => {
@@ -752,7 +803,7 @@ impl Run<'_> {
                     .ok_or_else(|| StepFail::msg(target.span, format!("call `{}` was not submitted", target.value)))?;
                 let cp = self.l.canister(&canister).expect("canister");
                 let f = cp.iface.method(&method).expect("method").clone();
-                let p = plan::Prepared { canister: canister.clone(), method: method.clone(), query: false, sender: String::new(), arg: vec![], iface: cp.iface.clone(), rets: f.rets.clone() };
+                let p = plan::Prepared { canister: canister.clone(), method: method.clone(), query: false, sender: String::new(), arg: vec![], iface: cp.iface.clone(), rets: f.rets.clone(), at: None };
                 obs.insert("await".into(), J::String(target.value.clone()));
                 let raw = self.ic.await_call(id);
                 let result = self.decode(raw, &p);
@@ -781,7 +832,8 @@ impl Run<'_> {
                     None => None,
                 };
                 obs.insert("tick_until".into(), J::String(format!("{}.{}", p.canister, p.method)));
-                obs.insert("as".into(), J::String(p.sender.clone()));
+                obs.insert("as".into(), J::String(self.sender_obs(&p.sender)));
+                let p = self.with_at(p, st, obs)?;
                 let mut rounds = 0;
                 loop {
                     let result = self.do_call(&p);
@@ -840,8 +892,36 @@ impl Run<'_> {
                 let name = codec::interpolate_str(&c.value, c.span, &r!()).map_err(StepFail::value)?;
                 let mode = if st.action == "upgrade" { Install::Upgrade { skip_pre_upgrade: s.skip_pre_upgrade.unwrap_or(false) } } else { Install::Reinstall };
                 obs.insert(st.action.into(), J::String(name.clone()));
-                self.install(&name, mode, s.features.as_ref(), s.args.as_ref().map(|a| a.0.clone()), s.in_flight.unwrap_or(InFlight::StopFirst), s.as_.as_ref(), &scope, c.span, obs)?;
-                Ok(vec![])
+                let at = match &s.at {
+                    Some(a) => {
+                        let id = self.principal_ref(a, &scope)?;
+                        obs.insert("at".into(), J::String(self.norm().principal_name(&id)));
+                        Some(id)
+                    }
+                    None => None,
+                };
+                let target = InstallTarget { name: &name, at, expect_reject: s.reject.is_some() };
+                let refused = self.install(target, mode, s.features.as_ref(), s.args.as_ref().map(|a| a.0.clone()), s.in_flight.unwrap_or(InFlight::StopFirst), s.as_.as_ref(), &scope, c.span, obs)?;
+                if s.reject.is_none() {
+                    return Ok(vec![]);
+                }
+                // `reject:` — the upgrade must be refused (e.g. by the canister's pre_upgrade)
+                let result: Result<IDLValue, Reject> = match refused {
+                    Some(r) => {
+                        obs.insert("reject".into(), json!({ "code": r.code_name(), "message": self.names_in(&r.message) }));
+                        Err(r)
+                    }
+                    None => Ok(IDLValue::Null),
+                };
+                let iface = plan::canisters_iface();
+                let mut mm = plan::check_expect(s, self.l.sc.strict, &iface, &[], Some(&result), &r!(), Some(&self.norm())).map_err(StepFail::value)?;
+                for m in &mut mm {
+                    if m.got.starts_with("a reply") {
+                        m.got = format!("the {} succeeded", st.action);
+                    }
+                    m.got = self.names_in(&m.got);
+                }
+                Ok(mm)
             }
             "stop" | "start" => {
                 let c = s.stop.clone().or(s.start.clone()).expect("target");
@@ -859,11 +939,73 @@ impl Run<'_> {
                     Err(e) => Err(StepFail::msg(st.span, format!("{} failed: {e}", st.action))),
                 }
             }
+            "canisters" => {
+                let (st2, iface) = plan::canisters_step(s).map_err(|m| StepFail::msg(st.span, m))?;
+                let rets = plan::canisters_rets(&iface);
+                let ids = self.ic.canister_ids().map_err(|e| StepFail::infra(st.span, e))?;
+                let declared: BTreeSet<Principal> = self.l.canisters.iter().filter_map(|c| self.principals.get(&c.name).copied()).collect();
+                let created: Vec<IDLValue> = ids.iter().filter(|p| !declared.contains(p)).map(|p| IDLValue::Principal(*p)).collect();
+                let value = IDLValue::Record(vec![
+                    candid::types::value::IDLField { id: candid::types::Label::Named("count".into()), val: IDLValue::Nat64(ids.len() as u64) },
+                    candid::types::value::IDLField {
+                        id: candid::types::Label::Named("canisters".into()),
+                        val: IDLValue::Vec(ids.iter().map(|p| IDLValue::Principal(*p)).collect()),
+                    },
+                    candid::types::value::IDLField { id: candid::types::Label::Named("created".into()), val: IDLValue::Vec(created) },
+                ]);
+                // field order as Candid sorts them (by label hash), so rendering matches a decoded reply
+                let bytes = candid::IDLArgs::new(&[value]).to_bytes_with_types(&iface.env, &rets).map_err(|e| StepFail::infra(st.span, e.to_string()))?;
+                let p = plan::Prepared { canister: "ic".into(), method: "canisters".into(), query: true, sender: String::new(), arg: vec![], iface: iface.clone(), rets, at: None };
+                let result = self.decode(Ok(bytes), &p);
+                obs.insert("canisters".into(), J::String("all".into()));
+                self.render_result(obs, &result);
+                let st2 = PStep { step: st2, ..st.clone() };
+                let mm = self.expectations(&st2, &p, &result)?;
+                if mm.is_empty() {
+                    self.capture(&st2, &p, &result, obs)?;
+                }
+                Ok(mm)
+            }
+            "cycles" => {
+                let c = s.cycles.clone().expect("cycles");
+                let id = self.principal_ref(&c.canister, &scope)?;
+                let amount = |n: &crate::yaml::RawNode| -> Result<u128, StepFail> {
+                    let n = codec::interpolate(&n.0, &r!()).map_err(StepFail::value)?;
+                    codec::parse_big(&n).and_then(|i| u128::try_from(i).ok()).ok_or_else(|| StepFail::msg(n.span, "cycles must be a non-negative number"))
+                };
+                let mut m = Map::new();
+                m.insert("canister".into(), J::String(self.norm().principal_name(&id)));
+                match (&c.set, &c.add) {
+                    (Some(n), _) => {
+                        let v = amount(n)?;
+                        self.ic.set_cycles(id, v).map_err(|e| StepFail::infra(st.span, e))?;
+                        m.insert("set".into(), J::String(codec::bucket_cycles(v as i128)));
+                    }
+                    (None, Some(n)) => {
+                        let v = amount(n)?;
+                        self.ic.add_cycles(id, v).map_err(|e| StepFail::infra(st.span, e))?;
+                        m.insert("add".into(), J::String(codec::bucket_cycles(v as i128)));
+                    }
+                    (None, None) => return Err(StepFail::msg(st.span, "`cycles` needs `set` or `add`")),
+                }
+                obs.insert("cycles".into(), J::Object(m));
+                Ok(vec![])
+            }
             "fault" => {
                 let f = s.fault.clone().expect("fault");
                 let id = self.add_fault(&f, st.span)?;
                 self.faults.insert(st.id.clone(), id);
-                obs.insert("fault".into(), fault_obs(&f));
+                let mut fo = fault_obs(&f);
+                // `${capture}` targets and callers appear resolved
+                let empty = BTreeMap::new();
+                for (key, v) in [("target", Some(&f.target)), ("caller", f.caller.as_ref())] {
+                    if let Some(v) = v.filter(|v| v.value.contains("${")) {
+                        if let Ok(p) = self.principal_ref(v, &empty) {
+                            fo[key] = J::String(self.norm().principal_name(&p));
+                        }
+                    }
+                }
+                obs.insert("fault".into(), fo);
                 Ok(vec![])
             }
             "clear_fault" => {
@@ -899,9 +1041,11 @@ impl Run<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
+    /// Install (upgrade, reinstall) a canister. With `target.expect_reject`, a refused install is
+    /// returned rather than failing the step.
     fn install(
         &mut self,
-        name: &str,
+        target: InstallTarget<'_>,
         mode: Install,
         features: Option<&Vec<Spanned<String>>>,
         args: Option<Node>,
@@ -910,7 +1054,8 @@ impl Run<'_> {
         scope: &BTreeMap<String, Node>,
         span: Span,
         obs: &mut Map<String, J>,
-    ) -> Result<(), StepFail> {
+    ) -> Result<Option<Reject>, StepFail> {
+        let name = target.name;
         let cp = self.l.canister(name).ok_or_else(|| StepFail::msg(span, format!("no canister `{name}`")))?.clone();
         let mut spec = self.builds.get(name).cloned().unwrap_or_else(|| cp.spec.clone());
         if let Some(fs) = features {
@@ -918,7 +1063,10 @@ impl Run<'_> {
         }
         let art = self.build(&spec).map_err(|e| StepFail::infra(span, e))?;
         let arg = plan::upgrade_arg(&cp, args.as_ref(), &self.resolver(scope)).map_err(StepFail::value)?;
-        let id = self.canister_id(name)?;
+        let id = match target.at {
+            Some(id) => id,
+            None => self.canister_id(name)?,
+        };
         let sender = self.controller_sender(name, as_, scope)?;
         if spec != cp.spec {
             obs.insert("build".into(), J::String(spec.key()));
@@ -931,16 +1079,28 @@ impl Run<'_> {
         if stop_first {
             self.ic.start(sender, id).map_err(|e| StepFail::msg(span, format!("starting `{name}` after the upgrade: {e}")))?;
         }
-        res.map_err(|e| StepFail::msg(span, format!("{:?} of `{name}` failed: {e}", mode)))?;
-        self.builds.insert(name.to_string(), spec);
-        self.wasms.insert(name.to_string(), art);
+        if let Err(e) = res {
+            if target.expect_reject {
+                self.ic.run_until_idle(100).map_err(|e| StepFail::infra(span, e))?;
+                return Ok(Some(e));
+            }
+            return Err(StepFail::msg(span, format!("{:?} of `{name}` failed: {e}", mode)));
+        }
+        if target.at.is_none() {
+            self.builds.insert(name.to_string(), spec);
+            self.wasms.insert(name.to_string(), art);
+        }
         self.ic.run_until_idle(100).map_err(|e| StepFail::infra(span, e))?;
-        Ok(())
+        Ok(None)
     }
 
     fn add_fault(&mut self, f: &FaultSpec, span: Span) -> Result<u64, StepFail> {
-        let target = if f.target.value == "management" { None } else { Some(self.canister_id(&f.target.value)?) };
-        let caller = f.caller.as_ref().map(|c| self.sender(&c.value));
+        let empty = BTreeMap::new();
+        let target = if f.target.value == "management" { None } else { Some(self.principal_ref(&f.target, &empty)?) };
+        let caller = match &f.caller {
+            Some(c) => Some(self.principal_ref(c, &empty)?),
+            None => None,
+        };
         let action = match &f.action {
             FaultActionSpec::Reject { code, message } => FaultAction::Reject { code: backend::code_of(*code), message: message.clone() },
             FaultActionSpec::Trap(m) => FaultAction::Trap(m.clone()),
@@ -1083,6 +1243,7 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
                                 step: crate::model::Step { failpoint: Some(c.clone()), as_: fv.as_.clone(), args: fv.args.clone(), ..Default::default() },
                                 action: "failpoint",
                                 scope: Arc::new(BTreeMap::new()),
+                                lint: true,
                             };
                             run.step(&ps, &mut obs).and_then(|mm| {
                                 if mm.is_empty() {
@@ -1110,7 +1271,7 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
                     obs.insert("inject".into(), J::String(t.variant_name.clone()));
                     let empty = BTreeMap::new();
                     let res = run.install(
-                        &uv.canister.value,
+                        InstallTarget { name: &uv.canister.value, at: None, expect_reject: false },
                         Install::Upgrade { skip_pre_upgrade: uv.skip_pre_upgrade.unwrap_or(false) },
                         uv.features.as_ref(),
                         uv.args.as_ref().map(|a| a.0.clone()),
@@ -1253,7 +1414,7 @@ fn describe(st: &PStep) -> String {
     let s = &st.step;
     let target = [
         &s.call, &s.query, &s.submit, &s.await_, &s.check, &s.tick_until, &s.advance_time, &s.set_time, &s.upgrade, &s.reinstall, &s.stop,
-        &s.start, &s.clear_fault, &s.release, &s.failpoint,
+        &s.start, &s.clear_fault, &s.release, &s.failpoint, &s.at,
     ]
     .into_iter()
     .flatten()
@@ -1261,6 +1422,8 @@ fn describe(st: &PStep) -> String {
     .map(|x| x.value.clone())
     .or_else(|| s.tick.as_ref().map(|t| t.value.to_string()))
     .or_else(|| s.fault.as_ref().map(|f| f.target.value.clone()))
+    .or_else(|| s.cycles.as_ref().map(|c| c.canister.value.clone()))
+    .or_else(|| s.repeat.as_ref().map(|n| format!("{}×", n.value)))
     .unwrap_or_default();
     let mut d = format!("{} {}", st.action, target);
     if let Some(a) = &s.as_ {
@@ -1371,7 +1534,7 @@ pub struct Ordered(pub J);
 
 const KEY_ORDER: &[&str] = &[
     "scenario", "variant", "step", "inject", "call", "query", "check", "submit", "await", "tick", "tick_until", "advance_time", "set_time",
-    "upgrade", "reinstall", "stop", "start", "fault", "clear_fault", "release", "failpoint", "build", "as", "args", "reply", "reject",
+    "upgrade", "reinstall", "stop", "start", "fault", "clear_fault", "release", "failpoint", "canisters", "build", "as", "at", "args", "reply", "reject",
     "rounds", "released", "captured", "relaxed", "time", "steps", "final",
 ];
 

@@ -360,11 +360,15 @@ impl<T: schemars::JsonSchema> schemars::JsonSchema for Spanned<T> {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         T::schema_name()
     }
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        T::schema_id()
+    }
     fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
         T::json_schema(g)
     }
+    /// As `T` (a `Spanned<Step>` inside a `repeat` step refers to the `Step` definition).
     fn inline_schema() -> bool {
-        true
+        T::inline_schema()
     }
 }
 

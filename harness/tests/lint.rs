@@ -209,3 +209,27 @@ fn a_good_file_lints_clean_and_schema_prints() {
     let v: serde_json::Value = serde_json::from_str(&schema).unwrap();
     assert_eq!(v["title"], "Scenario");
 }
+
+#[test]
+fn repeat_needs_steps_and_a_sane_count() {
+    expect_error(&format!("{HEAD}steps:\n  - id: r\n    repeat: 3\n"), ErrorKind::StepAction, 9, "needs `steps:`");
+    expect_error(&format!("{HEAD}steps:\n  - id: r\n    repeat: 0\n    steps: [{{tick: 1}}]\n"), ErrorKind::StepAction, 9, "1 to 100000");
+    expect_error(&format!("{HEAD}steps:\n  - tick: 1\n    var: k\n"), ErrorKind::StepAction, 9, "belong to a `repeat`");
+    // an error inside the repeated steps is reported once, at its line
+    let text = format!("{HEAD}steps:\n  - id: r\n    repeat: 5\n    steps:\n      - call: notes.nope\n");
+    let (project, dir) = common::project();
+    let file = common::write(&dir, "bad.yaml", &text);
+    let diags = harness::plan::load(&project, &file).err().expect("lint error");
+    assert_eq!(diags.iter().filter(|d| d.kind == ErrorKind::UnknownMethod).count(), 1, "{diags:?}");
+    assert_eq!(diags[0].line(), Some(11));
+}
+
+#[test]
+fn canisters_cycles_and_at_are_checked() {
+    expect_error(&format!("{HEAD}steps:\n  - canisters: {{expect: {{count: x}}}}\n"), ErrorKind::Type, 8, "");
+    expect_error(&format!("{HEAD}steps:\n  - canisters: {{}}\n    capture: {{p: $.nope}}\n"), ErrorKind::CapturePath, 9, "nope");
+    expect_error(&format!("{HEAD}steps:\n  - cycles: {{canister: nobody, set: 0}}\n"), ErrorKind::UnknownCanister, 8, "neither a canister");
+    expect_error(&format!("{HEAD}steps:\n  - cycles: {{canister: notes}}\n"), ErrorKind::Type, 8, "exactly one of `set` or `add`");
+    expect_error(&format!("{HEAD}steps:\n  - tick: 1\n    at: notes\n"), ErrorKind::Type, 9, "`at` applies to");
+    expect_error(&format!("{HEAD}steps:\n  - check: notes.count\n    at: \"${{pid}}\"\n"), ErrorKind::UndefinedCapture, 9, "pid");
+}

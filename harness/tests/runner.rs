@@ -287,3 +287,130 @@ fn candid_text_strict_approx_time_stop_start_tick_until() {
     assert_eq!(r.status, Status::Fail);
     assert!(r.message.contains("$.Ok.size: expected no value (strict match"), "{}", r.message);
 }
+
+const ADDITIONS: &str = r#"
+schema: 1
+identities: [alice, admin]
+canisters:
+  notes:
+    crate: toy
+    init: {admins: [admin], max_size: 16}
+  other:
+    crate: toy
+    init: {admins: [admin], max_size: 16}
+variants:
+  backends: [embedded]
+steps:
+  - id: fill
+    repeat: 3
+    var: k
+    steps:
+      - id: put
+        call: notes.put
+        as: alice
+        args: ["note ${k}", 0x00]
+        expect: {Ok: {id: "${k}"}}
+        capture: {"id${k}": $.Ok.id}
+      - id: count
+        check: notes.count
+        expect: {ge: "${k}"}
+  - id: captured-in-loop
+    query: notes.get
+    as: alice
+    args: "${id2}"
+    expect: {Ok: 0x00}
+  - id: quiet
+    repeat: 2
+    snapshot: false
+    steps:
+      - {id: put, call: notes.put, as: alice, args: ["quiet ${i}", 0x01], expect: {Ok: {}}}
+  - id: all
+    canisters: {expect: {count: 3, created: {len: 1}}, capture: {stray: "$.created[0]"}}
+  - id: all-beside
+    canisters: {}
+    expect: {canisters: {len: 3, some: {eq: notes}}}
+  - id: as-canister
+    call: notes.put
+    as: other
+    args: [from a canister, 0x02]
+    expect: {Ok: {id: 5}}
+  - id: owner-is-the-canister
+    check: notes.list
+    expect: {some: {owner: other, title: from a canister}}
+  - id: at-stray
+    call: notes.put
+    at: "${stray}"
+    as: "${stray}"
+    args: [self, 0x03]
+    expect: {Ok: {id: 0}}
+  - id: stray-count
+    check: notes.count
+    at: "${stray}"
+    expect: 1
+  - id: drain
+    cycles: {canister: other, set: 0}
+  - id: top-up-stray
+    cycles: {canister: "${stray}", add: 1T}
+  - id: fault-on-stray
+    fault: {target: "${stray}", method: count, action: {reject: {code: SysTransient, message: injected}}}
+  - id: stray-refuses
+    check: notes.count
+    at: "${stray}"
+    reject: {code: SysTransient, message: injected}
+  - id: declared-unaffected
+    check: notes.count
+    expect: 6
+  - id: upgrade-refused
+    upgrade: notes
+    as: alice
+    in_flight: allow
+    reject: {code: CanisterError, message: only controllers}
+  - id: upgrade-stray
+    upgrade: notes
+    at: "${stray}"
+    as: admin
+    in_flight: allow
+    features: [failpoints, extra]
+  - id: stray-runs-new-build
+    query: notes.version
+    at: "${stray}"
+    expect: {contains: "toy+extra+failpoints"}
+  - id: declared-keeps-its-build
+    query: notes.version
+    expect: {ne: "v1:toy+extra+failpoints"}
+"#;
+
+#[test]
+fn repeat_canisters_cycles_at_and_canister_senders() {
+    let (project, l) = load(ADDITIONS);
+    let ids: Vec<&str> = l.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(&ids[..6], ["fill.put-0", "fill.count-0", "fill.put-1", "fill.count-1", "fill.put-2", "fill.count-2"], "{ids:?}");
+    assert!(ids.contains(&"quiet.put-1"), "{ids:?}");
+    let t = runner::expand(&l).into_iter().find(|t| t.variant_name == "base").unwrap();
+    assert!(runner::needed_capabilities(&l).contains(&harness::model::Capability::Inspect));
+    let r = runner::run_trial(&project, &t, &common::options_with_stray("v1"));
+    assert_eq!(r.status, Status::Pass, "{}", r.message);
+    let text = serde_json::to_string(&r.transcript).unwrap();
+    assert!(text.contains("\"args\":[\"note 2\",\"0x00\"]"), "{text}");
+    assert!(text.contains("\"captured\":{\"id2\":2}"), "{text}");
+    assert!(!text.contains("quiet.put"), "snapshot: false reaches the repeated steps: {text}");
+    assert!(text.contains("\"canisters\":[\"") && text.contains("\"notes\",\"other\"]"), "{text}");
+    assert!(text.contains("\"as\":\"other\""), "{text}");
+    assert!(text.contains("\"cycles\":{\"canister\":\"other\",\"set\":\"~0\"}"), "{text}");
+    // the drained canister's final balance is 0
+    assert!(text.contains("\"other\":\"~0\""), "{text}");
+    assert!(text.contains("\"target\":\"bzzqh-"), "fault targets resolved in the transcript: {text}");
+    assert!(text.contains("\"reject\":{\"code\":\"CanisterError\",\"message\":\"only controllers install\"},\"step\":\"upgrade-refused\""), "{text}");
+    // an upgrade expected to be refused that succeeds fails the step
+    let (project, l) = load(&ADDITIONS.replace("    as: alice\n    in_flight: allow\n    reject", "    as: controller\n    in_flight: allow\n    reject"));
+    let t = runner::expand(&l).into_iter().find(|t| t.variant_name == "base").unwrap();
+    let r = runner::run_trial(&project, &t, &common::options_with_stray("v1"));
+    assert_eq!(r.status, Status::Fail);
+    assert!(r.message.contains("the upgrade succeeded"), "{}", r.message);
+    // a wrong count fails with the path
+    let (project, l) = load(&ADDITIONS.replace("{count: 3, created: {len: 1}}", "{count: 2}"));
+    let t = runner::expand(&l).into_iter().find(|t| t.variant_name == "base").unwrap();
+    let r = runner::run_trial(&project, &t, &common::options_with_stray("v1"));
+    assert_eq!(r.status, Status::Fail);
+    assert!(r.message.contains("$.count: expected 2, got 3"), "{}", r.message);
+}

@@ -292,4 +292,34 @@ impl Ic for ToyIc {
     fn release_held(&mut self, _id: u64) -> usize {
         0
     }
+    fn canister_ids(&mut self) -> Result<Vec<Principal>, String> {
+        Ok((0..self.canisters.len()).map(cid).collect())
+    }
+    fn set_cycles(&mut self, c: Principal, n: u128) -> Result<(), String> {
+        self.can(c).map_err(|e| e.message)?.cycles = n;
+        Ok(())
+    }
+    fn add_cycles(&mut self, c: Principal, n: u128) -> Result<u128, String> {
+        let can = self.can(c).map_err(|e| e.message)?;
+        can.cycles += n;
+        Ok(can.cycles)
+    }
+}
+
+/// Options whose IC starts with one canister nobody declared (as if another canister had created
+/// it): a toy notes canister with `admin` as its admin, at index 0.
+pub fn options_with_stray(version: &'static str) -> RunOptions {
+    let mut o = options(version);
+    o.open = Arc::new(|kind, start, _seed| match kind {
+        BackendKind::Embedded => {
+            let mut ic = ToyIc::new(start);
+            let admin = harness::plan::identity_principal("admin");
+            let id = ic.create_canister(&[admin], 7_000_000_000_000).expect("stray");
+            let arg = candid::encode_one(Init { admins: vec![admin], max_size: Some(16) }).expect("init");
+            ic.install(admin, id, Install::Install, b"stray", &arg).expect("install stray");
+            Ok(Box::new(ic) as Box<dyn Ic>)
+        }
+        BackendKind::Pocketic => Err(Unavailable("no PocketIC in the toy".into())),
+    });
+    o
 }
