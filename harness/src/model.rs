@@ -53,6 +53,19 @@ pub struct Scenario {
     /// Steps run at the end of a fault variant; their expectations must hold.
     #[serde(default)]
     pub on_fault: Vec<Spanned<Step>>,
+    /// How transcripts normalize values beyond the defaults: `wasm` shows blobs cut from a built
+    /// canister wasm, its SHA-256 (blob or hex text) and its length symbolically, so a change to the
+    /// canister code does not change the snapshot; `balances` buckets fields named `*balance*` like
+    /// cycles.
+    #[serde(default)]
+    pub normalize: Vec<Spanned<NormalizeOpt>>,
+}
+
+#[derive(Deserialize, JsonSchema, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NormalizeOpt {
+    Wasm,
+    Balances,
 }
 
 #[derive(Deserialize, JsonSchema, Debug, Clone, Default)]
@@ -168,8 +181,39 @@ pub struct Variants {
     /// One trial per (upgrade × stage step): the canister is upgraded just before the stage step.
     #[serde(default)]
     pub upgrade_at_each_stage: Vec<UpgradeVariant>,
-    /// Whether the plain run (no fault, no upgrade) is a trial too (default true).
+    /// Whether the plain run (no fault, no upgrade) is a trial too (default true; false when `cases`
+    /// are given).
     pub base: Option<bool>,
+    /// One trial per case: the steps run with the case's `vars` (which may name the `include` to run,
+    /// `include: "${inject}"`); `cell` names the stage × fault/upgrade cell the trial checks.
+    #[serde(default)]
+    pub cases: Vec<CaseVariant>,
+}
+
+/// One parameterized trial (`case=<name>`).
+#[derive(Deserialize, JsonSchema, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CaseVariant {
+    /// Short name used in the trial name (`case=<name>`).
+    pub name: Spanned<String>,
+    pub description: Option<String>,
+    /// Vars of this trial, used as `${name}` (over the scenario's `vars`).
+    #[serde(default)]
+    pub vars: OrderedMap<RawNode>,
+    /// The coverage cell this trial fills when it passes.
+    pub cell: Option<CellSpec>,
+}
+
+/// A cell of the stage × fault or stage × upgrade matrix in the coverage summary.
+#[derive(Deserialize, JsonSchema, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CellSpec {
+    /// The workflow stage (a column), e.g. `Creating`.
+    pub stage: Spanned<String>,
+    /// A fault (a row of the fault matrix), e.g. `call-rejected`.
+    pub fault: Option<Spanned<String>>,
+    /// Or an upgrade policy (a row of the upgrade matrix), e.g. `stop-first`.
+    pub upgrade: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, JsonSchema, Debug, Clone)]

@@ -82,6 +82,24 @@ pub struct Loaded {
     pub invariants: Vec<PStep>,
     /// Ids of the stage steps, in order.
     pub stages: Vec<String>,
+    /// The steps of each `variants.cases` entry (expanded with the case's vars), in order.
+    pub cases: Vec<LoadedCase>,
+}
+
+/// One case of `variants.cases`, expanded.
+#[derive(Clone, Debug)]
+pub struct LoadedCase {
+    pub name: String,
+    pub steps: Vec<PStep>,
+    /// `(kind, name, stage)` of its coverage cell: kind `fault` or `upgrade`.
+    pub cell: Option<(String, String, String)>,
+}
+
+impl Loaded {
+    /// Every step of every trial (base steps, on_fault, invariants, cases).
+    pub fn all_steps(&self) -> impl Iterator<Item = &PStep> {
+        self.steps.iter().chain(&self.on_fault).chain(&self.invariants).chain(self.cases.iter().flat_map(|c| c.steps.iter()))
+    }
 }
 
 impl Loaded {
@@ -636,6 +654,7 @@ impl Linter<'_> {
             on_fault: vec![],
             invariants: vec![],
             stages: vec![],
+            cases: vec![],
         };
         // init args (need the canister list for principals)
         let names: BTreeSet<String> = loaded.names().into_iter().collect();
@@ -669,7 +688,12 @@ impl Linter<'_> {
         }
         // steps
         let root_scope = Arc::new(BTreeMap::new());
-        loaded.steps = self.expand(&sc, &sc.steps, "", &root_scope, 0);
+        let with_cases = !sc.variants.cases.is_empty();
+        let lint_base = !with_cases || sc.variants.base == Some(true);
+        if with_cases && (!sc.variants.fault_at_each_stage.is_empty() || !sc.variants.upgrade_at_each_stage.is_empty()) {
+            self.push(ErrorKind::Variant, sc.variants.cases[0].name.span, "`cases` do not combine with `fault_at_each_stage`/`upgrade_at_each_stage`; use one or the other");
+        }
+        loaded.steps = if lint_base { self.expand(&sc, &sc.steps, "", &root_scope, 0) } else { vec![] };
         loaded.on_fault = self.expand(&sc, &sc.on_fault, "on_fault.", &root_scope, 0);
         loaded.invariants = self.expand(&sc, &sc.invariants, "invariant.", &root_scope, 0);
         let mut seen: BTreeMap<String, Span> = BTreeMap::new();
@@ -694,6 +718,43 @@ impl Linter<'_> {
         let mut d2 = defined.clone();
         for s in loaded.on_fault.clone().iter().chain(loaded.invariants.clone().iter()) {
             self.dry(&loaded, s, &mut d2, &mut submits, &names);
+        }
+        // cases: the steps once per case, with the case's vars in scope
+        let mut case_names = BTreeSet::new();
+        for case in &sc.variants.cases {
+            if !case_names.insert(case.name.value.clone()) {
+                self.push(ErrorKind::Variant, case.name.span, format!("case `{}` is listed twice", case.name.value));
+            }
+            let mut scope = BTreeMap::new();
+            for (k, v) in case.vars.iter() {
+                scope.insert(k.value.clone(), v.0.clone());
+            }
+            let scope = Arc::new(scope);
+            let steps = self.expand(&sc, &sc.steps, "", &scope, 0);
+            let mut seen: BTreeMap<String, Span> = BTreeMap::new();
+            for s in steps.iter().chain(&loaded.invariants) {
+                if let Some(prev) = seen.insert(s.id.clone(), s.span) {
+                    self.push(ErrorKind::StepId, s.span, format!("step id `{}` is already used at line {} (case `{}`)", s.id, prev.line, case.name.value));
+                }
+            }
+            let mut defined: BTreeSet<String> = loaded.vars.keys().cloned().collect();
+            let mut submits = BTreeMap::new();
+            let before = loaded.steps.clone();
+            // `clear_fault`/`release` look for fault steps among `loaded.steps`
+            loaded.steps = steps.clone();
+            for s in &steps {
+                self.dry(&loaded, s, &mut defined, &mut submits, &names);
+            }
+            loaded.steps = before;
+            let cell = case.cell.as_ref().and_then(|c| match (&c.fault, &c.upgrade) {
+                (Some(f), None) => Some(("fault".to_string(), f.value.clone(), c.stage.value.clone())),
+                (None, Some(u)) => Some(("upgrade".to_string(), u.value.clone(), c.stage.value.clone())),
+                _ => {
+                    self.push(ErrorKind::Variant, c.stage.span, "a `cell` names a `stage` and exactly one of `fault` or `upgrade`");
+                    None
+                }
+            });
+            loaded.cases.push(LoadedCase { name: case.name.value.clone(), steps, cell });
         }
         // variants
         let v = &sc.variants;
@@ -842,7 +903,17 @@ impl Linter<'_> {
                 None => format!("{prefix}{action}-{}", i + 1),
             };
             if action == "include" {
-                let inc_name = s.value.include.as_ref().expect("include");
+                let mut inc_name = s.value.include.clone().expect("include");
+                if let Some(var) = codec::var_ref(&inc_name.value) {
+                    match scope.get(var).and_then(|n| n.as_str().map(str::to_string)) {
+                        Some(name) => inc_name.value = name,
+                        None => {
+                            self.push(ErrorKind::Include, inc_name.span, format!("`include: {}` needs `{var}` to be the name of an include here (a case var or include parameter)", inc_name.value));
+                            continue;
+                        }
+                    }
+                }
+                let inc_name = &inc_name;
                 let Some(inc) = sc.includes.get(&inc_name.value) else {
                     self.push(
                         ErrorKind::Include,

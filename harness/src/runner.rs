@@ -15,6 +15,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Column order of the matrices in the coverage summary (other stages follow alphabetically).
+pub const STAGE_ORDER: &[&str] = &["NotStarted", "Exporting", "Creating", "Installing", "Importing", "Verifying", "Completed", "Failed"];
+
 /// Fixed start time of every trial: 2026-01-01T00:00:00Z.
 pub const START_TIME_NANOS: u64 = 1_767_225_600_000_000_000;
 
@@ -23,6 +26,7 @@ pub enum VariantSel {
     Base,
     Fault { idx: usize, stage: String },
     Upgrade { idx: usize, stage: String },
+    Case { idx: usize },
 }
 
 /// One scenario × backend × variant.
@@ -67,8 +71,11 @@ pub fn expand(l: &Rc<Loaded>) -> Vec<Trial> {
         None => BackendKind::ALL.to_vec(),
     };
     let mut sels = vec![];
-    if v.base.unwrap_or(true) {
+    if v.base.unwrap_or(v.cases.is_empty()) {
         sels.push((VariantSel::Base, "base".to_string()));
+    }
+    for (idx, c) in l.cases.iter().enumerate() {
+        sels.push((VariantSel::Case { idx }, format!("case={}", c.name)));
     }
     for (idx, fv) in v.fault_at_each_stage.iter().enumerate() {
         for s in l.stages.iter().filter(|s| crate::model::stage_selected(&fv.stages, s)) {
@@ -156,18 +163,17 @@ pub fn needed_capabilities(l: &Loaded) -> BTreeSet<Capability> {
             caps.insert(Capability::HeldCalls);
         }
     };
-    for s in l.steps.iter().chain(&l.on_fault) {
+    for s in l.all_steps() {
         if let Some(f) = &s.step.fault {
             fault(f);
         }
     }
-
     for fv in &l.sc.variants.fault_at_each_stage {
         if let Some(f) = &fv.fault {
             fault(f);
         }
     }
-    if l.steps.iter().chain(&l.on_fault).chain(&l.invariants).any(|s| matches!(s.action, "canisters" | "cycles")) {
+    if l.all_steps().any(|s| matches!(s.action, "canisters" | "cycles")) {
         caps.insert(Capability::Inspect);
     }
     caps
@@ -237,6 +243,15 @@ pub struct Coverage {
     pub rejects: BTreeMap<String, u32>,
     /// (scenario, kind, name, stage) → passed?
     pub cells: BTreeMap<(String, String, String, String), bool>,
+    /// (kind, name, stage) → the trials that declared this cell (`variants.cases[].cell`).
+    pub matrix: BTreeMap<(String, String, String), MatrixCell>,
+}
+
+/// The trials behind one cell of the stage × fault / stage × upgrade matrix.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct MatrixCell {
+    /// (trial name, passed)
+    pub trials: Vec<(String, bool)>,
 }
 
 impl Coverage {
@@ -262,6 +277,53 @@ impl Coverage {
         for (k, v) in &o.cells {
             self.cells.insert(k.clone(), *v);
         }
+        for (k, v) in &o.matrix {
+            let e = self.matrix.entry(k.clone()).or_default();
+            for t in &v.trials {
+                if !e.trials.contains(t) {
+                    e.trials.push(t.clone());
+                }
+            }
+            e.trials.sort();
+        }
+    }
+
+    /// The stage × fault and stage × upgrade matrices of the declared cells: one row per fault or
+    /// upgrade, one column per stage (in the order of `stage_order`, then alphabetically); each cell
+    /// shows ✓ with the number of passing trials, ✗ if any failed, · if no trial declared it.
+    pub fn matrix_summary(&self, stage_order: &[&str]) -> String {
+        let mut s = String::new();
+        for kind in ["fault", "upgrade"] {
+            let cells: Vec<(&(String, String, String), &MatrixCell)> = self.matrix.iter().filter(|((k, _, _), _)| k == kind).collect();
+            if cells.is_empty() {
+                continue;
+            }
+            let mut stages: Vec<String> = cells.iter().map(|((_, _, st), _)| st.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+            stages.sort_by_key(|st| (stage_order.iter().position(|x| x == st).unwrap_or(usize::MAX), st.clone()));
+            let rows: BTreeSet<&str> = cells.iter().map(|((_, n, _), _)| n.as_str()).collect();
+            let w = rows.iter().map(|r| r.chars().count()).max().unwrap_or(4).max(kind.len() + 8);
+            let cw = stages.iter().map(|st| st.chars().count()).max().unwrap_or(4).max(5) + 2;
+            s.push_str(&format!("  stage × {kind} (✓n: n trials passed, ✗: a trial failed, ·: none):
+"));
+            s.push_str(&format!("    {:w$}", ""));
+            for st in &stages {
+                s.push_str(&format!("{st:cw$}"));
+            }
+            s.push('\n');
+            for r in rows {
+                s.push_str(&format!("    {r:w$}"));
+                for st in &stages {
+                    let cell = match self.matrix.get(&(kind.to_string(), r.to_string(), st.clone())) {
+                        None => "·".to_string(),
+                        Some(c) if c.trials.iter().any(|(_, ok)| !ok) => "✗".to_string(),
+                        Some(c) => format!("✓{}", c.trials.len()),
+                    };
+                    s.push_str(&format!("{cell:cw$}"));
+                }
+                s.push('\n');
+            }
+        }
+        s
     }
 
     /// A human summary.
@@ -318,6 +380,7 @@ impl Coverage {
                 ));
             }
         }
+        s.push_str(&self.matrix_summary(STAGE_ORDER));
         s
     }
 }
@@ -464,6 +527,8 @@ struct Run<'a> {
     coverage: Coverage,
     builds: BTreeMap<String, BuildSpec>,
     wasms: BTreeMap<String, Arc<Artifact>>,
+    /// `normalize:` options, with every wasm built so far.
+    stable: Option<codec::Stable>,
 }
 
 struct RunResolve<'a> {
@@ -524,7 +589,7 @@ impl Run<'_> {
     }
 
     fn norm(&self) -> Normalize<'_> {
-        Normalize { names: &self.names, start_nanos: START_TIME_NANOS }
+        Normalize { names: &self.names, start_nanos: START_TIME_NANOS, stable: self.stable.as_ref() }
     }
 
     fn now(&self) -> String {
@@ -538,7 +603,10 @@ impl Run<'_> {
 
     /// Replace principal texts by names in free text (reject messages, logs).
     fn names_in(&self, s: &str) -> String {
-        let mut s = s.to_string();
+        let mut s = match &self.stable {
+            Some(st) => st.text(s),
+            None => s.to_string(),
+        };
         for (p, n) in &self.names {
             let t = p.to_text();
             if s.contains(&t) {
@@ -589,8 +657,14 @@ impl Run<'_> {
         self.principals.get(name).copied().ok_or_else(|| StepFail::infra(Span::default(), format!("canister `{name}` was not created")))
     }
 
-    fn build(&self, spec: &BuildSpec) -> Result<Arc<Artifact>, String> {
-        (self.opts.build)(&effective_spec(self.project, spec))
+    fn build(&mut self, spec: &BuildSpec) -> Result<Arc<Artifact>, String> {
+        let art = (self.opts.build)(&effective_spec(self.project, spec))?;
+        if self.l.sc.normalize.iter().any(|o| o.value == crate::model::NormalizeOpt::Wasm) {
+            if let Some(st) = self.stable.as_mut() {
+                st.add_wasm(&spec.key(), &art.wasm);
+            }
+        }
+        Ok(art)
     }
 
     fn setup(&mut self) -> Result<(), String> {
@@ -1191,6 +1265,11 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
         coverage: Coverage::default(),
         builds: BTreeMap::new(),
         wasms: BTreeMap::new(),
+        stable: if l.sc.normalize.is_empty() {
+            None
+        } else {
+            Some(codec::Stable { wasms: vec![], balances: l.sc.normalize.iter().any(|o| o.value == crate::model::NormalizeOpt::Balances) })
+        },
     };
     let trace = std::env::var("SCENARIO_TRACE").map(|v| v == "1").unwrap_or(false);
     let setup_started = Instant::now();
@@ -1217,7 +1296,10 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
 
     let mut failure: Option<(String, StepFail, CanisterLogs)> = None;
     let mut relaxed = false;
-    let mut steps: Vec<PStep> = l.steps.clone();
+    let mut steps: Vec<PStep> = match &t.variant {
+        VariantSel::Case { idx } => l.cases[*idx].steps.clone(),
+        _ => l.steps.clone(),
+    };
     let on_fault_start = steps.len();
     if fault_v.is_some() {
         steps.extend(l.on_fault.iter().cloned());
@@ -1386,6 +1468,13 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
         }
         VariantSel::Upgrade { idx, stage } => {
             run.coverage.cells.insert(cell("upgrade", &l.sc.variants.upgrade_at_each_stage[*idx].canister.value, stage), ok);
+        }
+        VariantSel::Case { idx } => {
+            if let Some((kind, name, stage)) = &l.cases[*idx].cell {
+                run.coverage.cells.insert(cell(kind, name, stage), ok);
+                let e = run.coverage.matrix.entry((kind.clone(), name.clone(), stage.clone())).or_default();
+                e.trials.push((t.name.clone(), ok));
+            }
         }
         VariantSel::Base => {}
     }

@@ -414,3 +414,56 @@ fn repeat_canisters_cycles_at_and_canister_senders() {
     assert_eq!(r.status, Status::Fail);
     assert!(r.message.contains("$.count: expected 2, got 3"), "{}", r.message);
 }
+
+const CASES: &str = r#"
+schema: 1
+identities: [alice, admin]
+normalize: [wasm]
+canisters:
+  notes:
+    crate: toy
+    features: [failpoints]
+    init: {admins: [admin], max_size: 100}
+variants:
+  backends: [embedded]
+  cases:
+    - {name: small, vars: {payload: "0x01", inject: plain}, cell: {stage: Putting, fault: tiny}}
+    - {name: hash, vars: {payload: {sha256_of: {wasm: notes}}, inject: with-fault}, cell: {stage: Putting, fault: hashed}}
+includes:
+  plain:
+    steps: [{id: nothing, tick: 1}]
+  with-fault:
+    steps: [{id: f, fault: {target: notes, method: count, times: 1, action: {reject: {code: SysTransient, message: x}}}}]
+steps:
+  - {include: "${inject}", id: inject}
+  - {id: put, call: notes.put, as: alice, args: [t, "${payload}"], expect: {Ok: {id: 0}}}
+  - {id: get, query: notes.get, as: alice, args: 0, expect: {Ok: "${payload}"}}
+"#;
+
+#[test]
+fn cases_run_with_their_vars_fill_the_matrix_and_normalize_wasm_hashes() {
+    let (project, l) = load(CASES);
+    let names: Vec<String> = runner::expand(&l).into_iter().map(|t| t.variant_name).collect();
+    assert_eq!(names, ["case=small", "case=hash"], "no base trial when cases are given");
+    let mut cov = runner::Coverage::default();
+    for t in runner::expand(&l) {
+        let r = runner::run_trial(&project, &t, &common::options("v1"));
+        assert_eq!(r.status, Status::Pass, "{}: {}", t.name, r.message);
+        let text = serde_json::to_string(&r.transcript).unwrap();
+        if t.variant_name == "case=hash" {
+            assert!(text.contains("\"step\":\"inject.f\""), "the case's include ran: {text}");
+            assert!(text.contains("{\"sha256_of_wasm\":\"toy+failpoints\"}"), "{text}");
+        } else {
+            assert!(text.contains("\"step\":\"inject.nothing\""), "{text}");
+        }
+        cov.merge(&r.coverage);
+    }
+    let s = cov.summary();
+    assert!(s.contains("stage × fault"), "{s}");
+    assert!(s.contains("hashed") && s.contains("Putting") && s.contains("✓1"), "{s}");
+    // an include named by an undefined var is a lint error
+    let (project, dir) = common::project();
+    let file = common::write(&dir, "bad.yaml", &CASES.replace("inject: plain}", "injekt: plain}"));
+    let diags = harness::plan::load(&project, &file).err().expect("lint error");
+    assert!(diags.iter().any(|d| d.message.contains("needs `inject` to be the name of an include")), "{diags:?}");
+}
