@@ -302,6 +302,9 @@ impl Resolve for LintResolve<'_> {
     fn wasm(&self, canister: &str) -> Option<Vec<u8>> {
         self.canisters.contains(canister).then(|| b"\0asm\x01\0\0\0".to_vec())
     }
+    fn template(&self, name: &str) -> bool {
+        self.scope.contains_key(name) || self.vars.contains_key(name)
+    }
 }
 
 /// The canister and method of `canister.method`.
@@ -905,10 +908,10 @@ impl Linter<'_> {
             if action == "include" {
                 let mut inc_name = s.value.include.clone().expect("include");
                 if let Some(var) = codec::var_ref(&inc_name.value) {
-                    match scope.get(var).and_then(|n| n.as_str().map(str::to_string)) {
+                    match scope.get(var).or_else(|| sc.vars.get(var).map(|n| &n.0)).and_then(|n| n.as_str().map(str::to_string)) {
                         Some(name) => inc_name.value = name,
                         None => {
-                            self.push(ErrorKind::Include, inc_name.span, format!("`include: {}` needs `{var}` to be the name of an include here (a case var or include parameter)", inc_name.value));
+                            self.push(ErrorKind::Include, inc_name.span, format!("`include: {}` needs `{var}` to be the name of an include here (a var, case var or include parameter)", inc_name.value));
                             continue;
                         }
                     }
@@ -1124,7 +1127,10 @@ impl Linter<'_> {
                         submits.insert(s.id.clone(), (p.canister.clone(), p.method.clone()));
                     } else {
                         if let Some(d) = &st.every {
-                            parse_duration(&d.value).ok_or_else(|| verr("duration", d.span, format!("cannot read the duration `{}`", d.value)))?;
+                            let v = codec::interpolate_str(&d.value, d.span, &r)?;
+                            if !v.contains("${") {
+                                parse_duration(&v).ok_or_else(|| verr("duration", d.span, format!("cannot read the duration `{v}`")))?;
+                            }
                         }
                         if s.action == "tick_until" && st.expect.is_none() {
                             return Err(verr("type", s.span, "`tick_until` needs an `expect` (the condition to wait for)"));

@@ -301,7 +301,7 @@ impl Coverage {
             let mut stages: Vec<String> = cells.iter().map(|((_, _, st), _)| st.clone()).collect::<BTreeSet<_>>().into_iter().collect();
             stages.sort_by_key(|st| (stage_order.iter().position(|x| x == st).unwrap_or(usize::MAX), st.clone()));
             let rows: BTreeSet<&str> = cells.iter().map(|((_, n, _), _)| n.as_str()).collect();
-            let w = rows.iter().map(|r| r.chars().count()).max().unwrap_or(4).max(kind.len() + 8);
+            let w = rows.iter().map(|r| r.chars().count()).max().unwrap_or(4).max(kind.len() + 8) + 2;
             let cw = stages.iter().map(|st| st.chars().count()).max().unwrap_or(4).max(5) + 2;
             s.push_str(&format!("  stage × {kind} (✓n: n trials passed, ✗: a trial failed, ·: none):
 "));
@@ -551,6 +551,9 @@ impl Resolve for RunResolve<'_> {
     }
     fn wasm(&self, canister: &str) -> Option<Vec<u8>> {
         self.wasms.get(canister).map(|a| a.wasm.clone())
+    }
+    fn template(&self, name: &str) -> bool {
+        self.scope.contains_key(name) || (!self.captures.contains_key(name) && self.vars.contains_key(name))
     }
 }
 
@@ -902,7 +905,10 @@ impl Run<'_> {
                 let p = plan::prepare_call(self.l, &target, Some(true), s, &r!()).map_err(StepFail::value)?;
                 let max = s.max_rounds.unwrap_or(100);
                 let every = match &s.every {
-                    Some(d) => Some(plan::parse_duration(&d.value).ok_or_else(|| StepFail::msg(d.span, "bad duration"))?),
+                    Some(d) => {
+                        let v = codec::interpolate_str(&d.value, d.span, &r!()).map_err(StepFail::value)?;
+                        Some(plan::parse_duration(&v).ok_or_else(|| StepFail::msg(d.span, format!("cannot read the duration `{v}`")))?)
+                    }
                     None => None,
                 };
                 obs.insert("tick_until".into(), J::String(format!("{}.{}", p.canister, p.method)));

@@ -87,6 +87,15 @@ pub fn run_one(project: &Project, t: &Trial, opts: &runner::RunOptions) -> (Tria
         if let Err(e) = runner::snapshot(t, &r.transcript) {
             r.status = Status::Fail;
             r.message = e.clone();
+            // a cell passes only with its snapshot
+            for v in r.coverage.cells.values_mut() {
+                *v = false;
+            }
+            for c in r.coverage.matrix.values_mut() {
+                for (_, ok) in &mut c.trials {
+                    *ok = false;
+                }
+            }
             snap = Some(e);
         }
     }

@@ -427,17 +427,20 @@ canisters:
 variants:
   backends: [embedded]
   cases:
-    - {name: small, vars: {payload: "0x01", inject: plain}, cell: {stage: Putting, fault: tiny}}
-    - {name: hash, vars: {payload: {sha256_of: {wasm: notes}}, inject: with-fault}, cell: {stage: Putting, fault: hashed}}
+    - {name: small, vars: {payload: "0x01", inject: plain, count_pattern: {gt: "${second}"}}, cell: {stage: Putting, fault: tiny}}
+    - {name: hash, vars: {payload: {sha256_of: {wasm: notes}}, inject: with-fault, count_pattern: {eq: 2, gt: "${second}"}}, cell: {stage: Putting, fault: hashed}}
 includes:
   plain:
     steps: [{id: nothing, tick: 1}]
   with-fault:
-    steps: [{id: f, fault: {target: notes, method: count, times: 1, action: {reject: {code: SysTransient, message: x}}}}]
+    steps: [{id: f, fault: {target: notes, method: version, times: 1, action: {reject: {code: SysTransient, message: x}}}}]
 steps:
   - {include: "${inject}", id: inject}
   - {id: put, call: notes.put, as: alice, args: [t, "${payload}"], expect: {Ok: {id: 0}}}
   - {id: get, query: notes.get, as: alice, args: 0, expect: {Ok: "${payload}"}}
+  - {id: second, call: notes.put, as: alice, args: [u, 0x02], expect: {Ok: {}}, capture: {second: $.Ok.id}}
+  # a var whose value mentions a capture: interpolated again when used
+  - {id: nested, check: notes.count, expect: "${count_pattern}"}
 "#;
 
 #[test]
@@ -463,7 +466,7 @@ fn cases_run_with_their_vars_fill_the_matrix_and_normalize_wasm_hashes() {
     assert!(s.contains("hashed") && s.contains("Putting") && s.contains("✓1"), "{s}");
     // an include named by an undefined var is a lint error
     let (project, dir) = common::project();
-    let file = common::write(&dir, "bad.yaml", &CASES.replace("inject: plain}", "injekt: plain}"));
+    let file = common::write(&dir, "bad.yaml", &CASES.replace("inject: plain,", "injekt: plain,"));
     let diags = harness::plan::load(&project, &file).err().expect("lint error");
     assert!(diags.iter().any(|d| d.message.contains("needs `inject` to be the name of an include")), "{diags:?}");
 }
