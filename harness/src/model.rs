@@ -202,6 +202,19 @@ pub struct CaseVariant {
     pub vars: OrderedMap<RawNode>,
     /// The coverage cell this trial fills when it passes.
     pub cell: Option<CellSpec>,
+    /// A reported bug this trial shows: the trial is expected to fail at an assertion of step `at`
+    /// (it passes while it does, and shows `!` in the matrix); it fails if it fails anywhere else, and
+    /// once the bug is fixed, so that the case is turned into a normal one. No snapshot is kept.
+    pub known_bug: Option<KnownBug>,
+}
+
+#[derive(Deserialize, JsonSchema, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct KnownBug {
+    /// The step id where the bug shows (the first failing step).
+    pub at: Spanned<String>,
+    /// What is wrong, for the report.
+    pub bug: String,
 }
 
 /// A cell of the stage × fault or stage × upgrade matrix in the coverage summary.

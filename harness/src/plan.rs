@@ -93,6 +93,8 @@ pub struct LoadedCase {
     pub steps: Vec<PStep>,
     /// `(kind, name, stage)` of its coverage cell: kind `fault` or `upgrade`.
     pub cell: Option<(String, String, String)>,
+    /// `known_bug:` the trial is expected to fail (see [`crate::model::CaseVariant::known_bug`]).
+    pub known_bug: Option<crate::model::KnownBug>,
 }
 
 impl Loaded {
@@ -757,7 +759,12 @@ impl Linter<'_> {
                     None
                 }
             });
-            loaded.cases.push(LoadedCase { name: case.name.value.clone(), steps, cell });
+            if let Some(k) = &case.known_bug {
+                if !steps.iter().any(|s| s.id == k.at.value) {
+                    self.push(ErrorKind::StepId, k.at.span, format!("known_bug.at: case `{}` has no step `{}`", case.name.value, k.at.value));
+                }
+            }
+            loaded.cases.push(LoadedCase { name: case.name.value.clone(), steps, cell, known_bug: case.known_bug.clone() });
         }
         // variants
         let v = &sc.variants;

@@ -41,6 +41,14 @@ pub struct Trial {
 }
 
 impl Trial {
+    /// The bug a `known_bug` case shows, if this trial is one.
+    pub fn known_bug(&self) -> Option<&str> {
+        match &self.variant {
+            VariantSel::Case { idx } => self.scenario.cases.get(*idx).and_then(|c| c.known_bug.as_ref()).map(|k| k.bug.as_str()),
+            _ => None,
+        }
+    }
+
     /// `scripts/scenario.sh <file> --backend b --variant v`
     pub fn repro(&self) -> String {
         format!(
@@ -252,6 +260,8 @@ pub struct Coverage {
 pub struct MatrixCell {
     /// (trial name, passed)
     pub trials: Vec<(String, bool)>,
+    /// `known_bug` trials that still reproduce their bug.
+    pub known_bugs: Vec<String>,
 }
 
 impl Coverage {
@@ -285,6 +295,12 @@ impl Coverage {
                 }
             }
             e.trials.sort();
+            for t in &v.known_bugs {
+                if !e.known_bugs.contains(t) {
+                    e.known_bugs.push(t.clone());
+                }
+            }
+            e.known_bugs.sort();
         }
     }
 
@@ -303,8 +319,7 @@ impl Coverage {
             let rows: BTreeSet<&str> = cells.iter().map(|((_, n, _), _)| n.as_str()).collect();
             let w = rows.iter().map(|r| r.chars().count()).max().unwrap_or(4).max(kind.len() + 8) + 2;
             let cw = stages.iter().map(|st| st.chars().count()).max().unwrap_or(4).max(5) + 2;
-            s.push_str(&format!("  stage × {kind} (✓n: n trials passed, ✗: a trial failed, ·: none):
-"));
+            s.push_str(&format!("  stage × {kind} (✓n: n trials passed, !n: n known bugs reproduced, ✗: a trial failed, ·: none):\n"));
             s.push_str(&format!("    {:w$}", ""));
             for st in &stages {
                 s.push_str(&format!("{st:cw$}"));
@@ -316,7 +331,9 @@ impl Coverage {
                     let cell = match self.matrix.get(&(kind.to_string(), r.to_string(), st.clone())) {
                         None => "·".to_string(),
                         Some(c) if c.trials.iter().any(|(_, ok)| !ok) => "✗".to_string(),
-                        Some(c) => format!("✓{}", c.trials.len()),
+                        Some(c) if c.known_bugs.is_empty() => format!("✓{}", c.trials.len()),
+                        Some(c) if c.trials.is_empty() => format!("!{}", c.known_bugs.len()),
+                        Some(c) => format!("✓{}!{}", c.trials.len(), c.known_bugs.len()),
                     };
                     s.push_str(&format!("{cell:cw$}"));
                 }
@@ -1477,9 +1494,18 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
         }
         VariantSel::Case { idx } => {
             if let Some((kind, name, stage)) = &l.cases[*idx].cell {
-                run.coverage.cells.insert(cell(kind, name, stage), ok);
                 let e = run.coverage.matrix.entry((kind.clone(), name.clone(), stage.clone())).or_default();
-                e.trials.push((t.name.clone(), ok));
+                match &l.cases[*idx].known_bug {
+                    // reproduced: shown as a known bug; no longer reproduced: the trial fails below
+                    Some(k) if failure.as_ref().is_some_and(|(at, f, _)| !f.infra && *at == k.at.value) => {
+                        e.known_bugs.push(t.name.clone());
+                    }
+                    Some(_) => e.trials.push((t.name.clone(), false)),
+                    None => {
+                        run.coverage.cells.insert(cell(kind, name, stage), ok);
+                        e.trials.push((t.name.clone(), ok));
+                    }
+                }
             }
         }
         VariantSel::Base => {}
@@ -1487,6 +1513,36 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
 
     let elapsed = started.elapsed();
     let coverage = run.coverage.clone();
+    if let Some(bug) = t.known_bug() {
+        let expected_at = match &t.variant {
+            VariantSel::Case { idx } => l.cases[*idx].known_bug.as_ref().map(|k| k.at.value.clone()).unwrap_or_default(),
+            _ => String::new(),
+        };
+        return match failure {
+            Some((at, fail, logs)) if !fail.infra && at == expected_at => {
+                let report = render_failure(&run, t, &at, &fail, &logs, &steps);
+                if opts.write_artifacts {
+                    write_artifacts(t, &transcript, Some(&report));
+                }
+                let message = format!("known bug, still reproduces at step `{at}`: {bug}");
+                TrialResult { status: Status::Pass, message, transcript, coverage, elapsed }
+            }
+            Some((at, fail, logs)) => {
+                let report = render_failure(&run, t, &at, &fail, &logs, &steps);
+                let status = if fail.infra { Status::Infra } else { Status::Fail };
+                let message = format!("(a known bug is expected at step `{expected_at}`, this failed at `{at}`)\n{report}");
+                TrialResult { status, message, transcript, coverage, elapsed }
+            }
+            None => {
+                let message = format!(
+                    "{}: the known bug no longer reproduces ({bug}); make this case a normal one (remove `known_bug`) and accept its snapshot\n  reproduce: {}",
+                    t.name,
+                    t.repro()
+                );
+                TrialResult { status: Status::Fail, message, transcript, coverage, elapsed }
+            }
+        };
+    }
     match failure {
         None => {
             if opts.write_artifacts {

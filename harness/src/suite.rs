@@ -83,7 +83,7 @@ pub fn run_one(project: &Project, t: &Trial, opts: &runner::RunOptions) -> (Tria
     }
     let mut r = runner::run_trial(project, t, opts);
     let mut snap = None;
-    if r.status == Status::Pass && opts.snapshot {
+    if r.status == Status::Pass && opts.snapshot && t.known_bug().is_none() {
         if let Err(e) = runner::snapshot(t, &r.transcript) {
             r.status = Status::Fail;
             r.message = e.clone();

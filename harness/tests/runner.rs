@@ -470,3 +470,40 @@ fn cases_run_with_their_vars_fill_the_matrix_and_normalize_wasm_hashes() {
     let diags = harness::plan::load(&project, &file).err().expect("lint error");
     assert!(diags.iter().any(|d| d.message.contains("needs `inject` to be the name of an include")), "{diags:?}");
 }
+
+#[test]
+fn known_bug_cases_pass_while_the_bug_reproduces_at_its_step() {
+    let text = r#"
+schema: 1
+identities: [alice, admin]
+canisters:
+  notes:
+    crate: toy
+    init: {admins: [admin], max_size: 4}
+variants:
+  backends: [embedded]
+  cases:
+    - {name: big-refused, vars: {len: 5}, cell: {stage: Putting, fault: big}, known_bug: {at: put, bug: "5 bytes should fit"}}
+    - {name: small, vars: {len: 3}, cell: {stage: Putting, fault: big}, known_bug: {at: put, bug: "fixed already"}}
+    - {name: elsewhere, vars: {len: 5}, known_bug: {at: count, bug: "fails at put instead"}}
+steps:
+  - {id: put, call: notes.put, as: alice, args: [t, {repeat: "00", len: "${len}"}], expect: {Ok: {}}}
+  - {id: count, check: notes.count, expect: 1}
+"#;
+    let (project, l) = load(text);
+    let mut cov = runner::Coverage::default();
+    let mut status = std::collections::BTreeMap::new();
+    for t in runner::expand(&l) {
+        let r = runner::run_trial(&project, &t, &common::options("v1"));
+        status.insert(t.variant_name.clone(), (r.status, r.message.clone()));
+        cov.merge(&r.coverage);
+    }
+    assert_eq!(status["case=big-refused"].0, Status::Pass, "{}", status["case=big-refused"].1);
+    assert!(status["case=big-refused"].1.contains("known bug, still reproduces at step `put`"));
+    assert_eq!(status["case=small"].0, Status::Fail);
+    assert!(status["case=small"].1.contains("no longer reproduces"), "{}", status["case=small"].1);
+    assert_eq!(status["case=elsewhere"].0, Status::Fail);
+    assert!(status["case=elsewhere"].1.contains("expected at step `count`, this failed at `put`"), "{}", status["case=elsewhere"].1);
+    let s = cov.summary();
+    assert!(s.contains("✗"), "a fixed known bug shows as a failed cell: {s}");
+}
