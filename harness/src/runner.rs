@@ -1090,16 +1090,20 @@ impl Run<'_> {
             }
             "fault" => {
                 let f = s.fault.clone().expect("fault");
-                let id = self.add_fault(&f, st.span)?;
+                let id = self.add_fault(&f, st.span, &scope)?;
                 self.faults.insert(st.id.clone(), id);
                 let mut fo = fault_obs(&f);
-                // `${capture}` targets and callers appear resolved
-                let empty = BTreeMap::new();
+                // `${…}` targets, callers and methods appear resolved
                 for (key, v) in [("target", Some(&f.target)), ("caller", f.caller.as_ref())] {
                     if let Some(v) = v.filter(|v| v.value.contains("${")) {
-                        if let Ok(p) = self.principal_ref(v, &empty) {
+                        if let Ok(p) = self.principal_ref(v, &scope) {
                             fo[key] = J::String(self.norm().principal_name(&p));
                         }
+                    }
+                }
+                if let Some(m) = f.method.as_ref().filter(|m| m.contains("${")) {
+                    if let Ok(m) = codec::interpolate_str(m, st.span, &self.resolver(&scope)) {
+                        fo["method"] = J::String(m);
                     }
                 }
                 obs.insert("fault".into(), fo);
@@ -1191,11 +1195,14 @@ impl Run<'_> {
         Ok(None)
     }
 
-    fn add_fault(&mut self, f: &FaultSpec, span: Span) -> Result<u64, StepFail> {
-        let empty = BTreeMap::new();
-        let target = if f.target.value == "management" { None } else { Some(self.principal_ref(&f.target, &empty)?) };
+    fn add_fault(&mut self, f: &FaultSpec, span: Span, scope: &BTreeMap<String, Node>) -> Result<u64, StepFail> {
+        let target = if f.target.value == "management" { None } else { Some(self.principal_ref(&f.target, scope)?) };
         let caller = match &f.caller {
-            Some(c) => Some(self.principal_ref(c, &empty)?),
+            Some(c) => Some(self.principal_ref(c, scope)?),
+            None => None,
+        };
+        let method = match &f.method {
+            Some(m) => Some(codec::interpolate_str(m, span, &self.resolver(scope)).map_err(StepFail::value)?),
             None => None,
         };
         let action = match &f.action {
@@ -1206,7 +1213,7 @@ impl Run<'_> {
             FaultActionSpec::Timeout => FaultAction::Timeout,
         };
         self.ic
-            .add_fault(FaultRule { target, caller, method: f.method.clone(), nth: f.nth, times: f.times, action })
+            .add_fault(FaultRule { target, caller, method, nth: f.nth, times: f.times, action })
             .map_err(|e| StepFail::infra(span, e))
     }
 
@@ -1338,7 +1345,7 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
                     let mut obs = Map::new();
                     obs.insert("inject".into(), J::String(t.variant_name.clone()));
                     let res = match (&fv.fault, &fv.failpoint) {
-                        (Some(f), _) => run.add_fault(f, fv.name.span).map(|_| {
+                        (Some(f), _) => run.add_fault(f, fv.name.span, &BTreeMap::new()).map(|_| {
                             obs.insert("fault".into(), fault_obs(f));
                         }),
                         (None, Some(c)) => {
