@@ -791,6 +791,8 @@ pub struct Stable {
     pub wasms: Vec<(String, std::sync::Arc<Vec<u8>>, [u8; 32])>,
     /// Bucket fields named `*balance*` like cycles.
     pub balances: bool,
+    /// Bucket numbers of 10 digits or more inside text.
+    pub text_numbers: bool,
 }
 
 impl Stable {
@@ -828,7 +830,9 @@ impl Stable {
         None
     }
 
-    /// Text with a known wasm's SHA-256 (hex) replaced by `<sha256 of wasm LABEL>`.
+    /// Text with a known wasm's SHA-256 (hex) replaced by `<sha256 of wasm LABEL>`, and (with
+    /// `text_numbers`) every number of 10 digits or more bucketed like cycles (`~870B`): balances in
+    /// messages move with instruction costs.
     pub fn text(&self, t: &str) -> String {
         let mut t = t.to_string();
         for (label, _, sha) in &self.wasms {
@@ -836,6 +840,9 @@ impl Stable {
             if t.contains(&h) {
                 t = t.replace(&h, &format!("<sha256 of wasm {label}>"));
             }
+        }
+        if self.text_numbers {
+            t = bucket_numbers_in(&t);
         }
         t
     }
@@ -898,6 +905,37 @@ pub fn fmt_duration(nanos: u128) -> String {
             let frac = format!("{:09}", sub);
             out.push_str(&format!("{s}.{}s", frac.trim_end_matches('0')));
         }
+    }
+    out
+}
+
+/// Every run of 10 or more digits (not part of a hex word) bucketed like cycles.
+pub fn bucket_numbers_in(t: &str) -> String {
+    let mut out = String::with_capacity(t.len());
+    let chars: Vec<char> = t.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_digit() && (i == 0 || !chars[i - 1].is_ascii_alphanumeric()) {
+            let mut j = i;
+            while j < chars.len() && chars[j].is_ascii_digit() {
+                j += 1;
+            }
+            let word_ends = j == chars.len() || !chars[j].is_ascii_alphanumeric();
+            if j - i >= 10 && word_ends {
+                let n: String = chars[i..j].iter().collect();
+                match n.parse::<i128>() {
+                    Ok(v) => out.push_str(&bucket_cycles(v)),
+                    Err(_) => out.push_str(&n),
+                }
+                i = j;
+                continue;
+            }
+            out.extend(&chars[i..j]);
+            i = j;
+            continue;
+        }
+        out.push(chars[i]);
+        i += 1;
     }
     out
 }
@@ -1675,6 +1713,12 @@ service : (record { admins : vec principal }) -> {
 
     fn iface() -> Interface {
         Interface::from_text(DID).unwrap()
+    }
+
+    #[test]
+    fn numbers_in_text_are_bucketed() {
+        assert_eq!(bucket_numbers_in("balance 871195789412 cannot fund 2000000000000 cycles"), "balance ~870B cannot fund ~2.0T cycles");
+        assert_eq!(bucket_numbers_in("id 42, hash ab1234567890123cd, 1234567890123x"), "id 42, hash ab1234567890123cd, 1234567890123x");
     }
 
     #[test]

@@ -56,7 +56,8 @@ pub struct Scenario {
     /// How transcripts normalize values beyond the defaults: `wasm` shows blobs cut from a built
     /// canister wasm, its SHA-256 (blob or hex text) and its length symbolically, so a change to the
     /// canister code does not change the snapshot; `balances` buckets fields named `*balance*` like
-    /// cycles.
+    /// cycles; `text_numbers` buckets numbers of 10 digits or more inside text (a balance quoted in
+    /// an error message).
     #[serde(default)]
     pub normalize: Vec<Spanned<NormalizeOpt>>,
 }
@@ -66,6 +67,7 @@ pub struct Scenario {
 pub enum NormalizeOpt {
     Wasm,
     Balances,
+    TextNumbers,
 }
 
 #[derive(Deserialize, JsonSchema, Debug, Clone, Default)]

@@ -1298,7 +1298,11 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
         stable: if l.sc.normalize.is_empty() {
             None
         } else {
-            Some(codec::Stable { wasms: vec![], balances: l.sc.normalize.iter().any(|o| o.value == crate::model::NormalizeOpt::Balances) })
+            Some(codec::Stable {
+                wasms: vec![],
+                balances: l.sc.normalize.iter().any(|o| o.value == crate::model::NormalizeOpt::Balances),
+                text_numbers: l.sc.normalize.iter().any(|o| o.value == crate::model::NormalizeOpt::TextNumbers),
+            })
         },
     };
     let trace = std::env::var("SCENARIO_TRACE").map(|v| v == "1").unwrap_or(false);
