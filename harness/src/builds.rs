@@ -231,9 +231,12 @@ fn build_uncached(ws: &Workspace, spec: &BuildSpec) -> Result<Artifact, String> 
     Ok(Artifact { spec: spec.clone(), path: stored, wasm, sha256 })
 }
 
+/// Candid interfaces read from wasms, by the wasm's SHA-256.
+type CandidMemo = Mutex<HashMap<[u8; 32], Result<String, String>>>;
+
 /// [`extract_candid`], memoized per process by the wasm's hash.
 pub fn candid_of(a: &Artifact) -> Result<String, String> {
-    static MEMO: OnceLock<Mutex<HashMap<[u8; 32], Result<String, String>>>> = OnceLock::new();
+    static MEMO: OnceLock<CandidMemo> = OnceLock::new();
     let memo = MEMO.get_or_init(Default::default);
     if let Some(r) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&a.sha256) {
         return r.clone();

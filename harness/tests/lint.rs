@@ -219,7 +219,7 @@ fn repeat_needs_steps_and_a_sane_count() {
     let text = format!("{HEAD}steps:\n  - id: r\n    repeat: 5\n    steps:\n      - call: notes.nope\n");
     let (project, dir) = common::project();
     let file = common::write(&dir, "bad.yaml", &text);
-    let diags = harness::plan::load(&project, &file).err().expect("lint error");
+    let diags = harness::plan::load(&project, &file).expect_err("lint error");
     assert_eq!(diags.iter().filter(|d| d.kind == ErrorKind::UnknownMethod).count(), 1, "{diags:?}");
     assert_eq!(diags[0].line(), Some(11));
 }

@@ -467,7 +467,7 @@ fn cases_run_with_their_vars_fill_the_matrix_and_normalize_wasm_hashes() {
     // an include named by an undefined var is a lint error
     let (project, dir) = common::project();
     let file = common::write(&dir, "bad.yaml", &CASES.replace("inject: plain,", "injekt: plain,"));
-    let diags = harness::plan::load(&project, &file).err().expect("lint error");
+    let diags = harness::plan::load(&project, &file).expect_err("lint error");
     assert!(diags.iter().any(|d| d.message.contains("needs `inject` to be the name of an include")), "{diags:?}");
 }
 
