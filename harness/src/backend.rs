@@ -91,11 +91,40 @@ pub trait Ic {
     fn kind(&self) -> BackendKind;
     fn supports(&self, cap: Capability) -> bool;
     /// Create a canister controlled by `controllers` (the first one is the sender).
-    fn create_canister(&mut self, controllers: &[Principal], cycles: u128) -> Result<Principal, Reject>;
-    fn install(&mut self, sender: Principal, canister: Principal, mode: Install, wasm: &[u8], arg: &[u8]) -> Result<(), Reject>;
-    fn update(&mut self, sender: Principal, canister: Principal, method: &str, arg: &[u8]) -> Result<Vec<u8>, Reject>;
-    fn query(&mut self, sender: Principal, canister: Principal, method: &str, arg: &[u8]) -> Result<Vec<u8>, Reject>;
-    fn submit(&mut self, sender: Principal, canister: Principal, method: &str, arg: &[u8]) -> Result<CallId, Reject>;
+    fn create_canister(
+        &mut self,
+        controllers: &[Principal],
+        cycles: u128,
+    ) -> Result<Principal, Reject>;
+    fn install(
+        &mut self,
+        sender: Principal,
+        canister: Principal,
+        mode: Install,
+        wasm: &[u8],
+        arg: &[u8],
+    ) -> Result<(), Reject>;
+    fn update(
+        &mut self,
+        sender: Principal,
+        canister: Principal,
+        method: &str,
+        arg: &[u8],
+    ) -> Result<Vec<u8>, Reject>;
+    fn query(
+        &mut self,
+        sender: Principal,
+        canister: Principal,
+        method: &str,
+        arg: &[u8],
+    ) -> Result<Vec<u8>, Reject>;
+    fn submit(
+        &mut self,
+        sender: Principal,
+        canister: Principal,
+        method: &str,
+        arg: &[u8],
+    ) -> Result<CallId, Reject>;
     fn await_call(&mut self, id: CallId) -> Result<Vec<u8>, Reject>;
     fn tick(&mut self);
     /// Run rounds until nothing is left to do; the number of rounds run.
@@ -140,7 +169,10 @@ pub fn availability(kind: BackendKind) -> Result<(), Unavailable> {
         }
         BackendKind::Pocketic => {
             if !cfg!(feature = "pocketic") {
-                return Err(Unavailable("the PocketIC backend is not compiled in (cargo feature `pocketic` of harness)".into()));
+                return Err(Unavailable(
+                    "the PocketIC backend is not compiled in (cargo feature `pocketic` of harness)"
+                        .into(),
+                ));
             }
             match std::env::var("POCKET_IC_BIN") {
                 Ok(p) if std::path::Path::new(&p).is_file() => Ok(()),
@@ -164,16 +196,25 @@ pub fn kind_supports(kind: BackendKind, cap: Capability) -> bool {
 }
 
 /// Open a fresh IC of the given kind.
-pub fn open(kind: BackendKind, start_time_nanos: u64, seed: u64) -> Result<Box<dyn Ic>, Unavailable> {
+pub fn open(
+    kind: BackendKind,
+    start_time_nanos: u64,
+    seed: u64,
+) -> Result<Box<dyn Ic>, Unavailable> {
     availability(kind)?;
     let _ = (start_time_nanos, seed);
     match kind {
         #[cfg(feature = "embedded")]
         BackendKind::Embedded => Ok(Box::new(embedded::Embedded::new(start_time_nanos, seed))),
         #[cfg(feature = "pocketic")]
-        BackendKind::Pocketic => pocketic::Pocket::new(start_time_nanos).map(|p| Box::new(p) as Box<dyn Ic>),
+        BackendKind::Pocketic => {
+            pocketic::Pocket::new(start_time_nanos).map(|p| Box::new(p) as Box<dyn Ic>)
+        }
         #[allow(unreachable_patterns)]
-        _ => Err(Unavailable(format!("backend {} is not compiled in", kind.name()))),
+        _ => Err(Unavailable(format!(
+            "backend {} is not compiled in",
+            kind.name()
+        ))),
     }
 }
 
@@ -189,15 +230,27 @@ mod embedded {
     }
 
     fn rej(r: engine::Reject) -> Reject {
-        Reject { code: r.code as u32, message: r.message, error_code: r.error_code }
+        Reject {
+            code: r.code as u32,
+            message: r.message,
+            error_code: r.error_code,
+        }
     }
 
     impl Embedded {
         pub fn new(start_time_nanos: u64, seed: u64) -> Embedded {
             use sha2::{Digest, Sha256};
             let seed: [u8; 32] = Sha256::digest(seed.to_le_bytes()).into();
-            let cfg = EngineConfig { start_time_nanos, seed, ..EngineConfig::default() };
-            Embedded { e: Engine::new(cfg), calls: vec![], faults: vec![] }
+            let cfg = EngineConfig {
+                start_time_nanos,
+                seed,
+                ..EngineConfig::default()
+            };
+            Embedded {
+                e: Engine::new(cfg),
+                calls: vec![],
+                faults: vec![],
+            }
         }
     }
 
@@ -208,27 +261,75 @@ mod embedded {
         fn supports(&self, _cap: Capability) -> bool {
             true
         }
-        fn create_canister(&mut self, controllers: &[Principal], cycles: u128) -> Result<Principal, Reject> {
-            let sender = controllers.first().copied().unwrap_or_else(Principal::anonymous);
-            let settings = engine::CanisterSettings { controllers: Some(controllers.to_vec()), ..Default::default() };
-            self.e.create_canister(sender, Some(settings), cycles).map_err(rej)
+        fn create_canister(
+            &mut self,
+            controllers: &[Principal],
+            cycles: u128,
+        ) -> Result<Principal, Reject> {
+            let sender = controllers
+                .first()
+                .copied()
+                .unwrap_or_else(Principal::anonymous);
+            let settings = engine::CanisterSettings {
+                controllers: Some(controllers.to_vec()),
+                ..Default::default()
+            };
+            self.e
+                .create_canister(sender, Some(settings), cycles)
+                .map_err(rej)
         }
-        fn install(&mut self, sender: Principal, canister: Principal, mode: Install, wasm: &[u8], arg: &[u8]) -> Result<(), Reject> {
+        fn install(
+            &mut self,
+            sender: Principal,
+            canister: Principal,
+            mode: Install,
+            wasm: &[u8],
+            arg: &[u8],
+        ) -> Result<(), Reject> {
             let mode = match mode {
                 Install::Install => engine::InstallMode::Install,
                 Install::Reinstall => engine::InstallMode::Reinstall,
-                Install::Upgrade { skip_pre_upgrade } => engine::InstallMode::Upgrade { skip_pre_upgrade },
+                Install::Upgrade { skip_pre_upgrade } => {
+                    engine::InstallMode::Upgrade { skip_pre_upgrade }
+                }
             };
-            self.e.install_code(sender, canister, mode, wasm, arg).map_err(rej)
+            self.e
+                .install_code(sender, canister, mode, wasm, arg)
+                .map_err(rej)
         }
-        fn update(&mut self, sender: Principal, canister: Principal, method: &str, arg: &[u8]) -> Result<Vec<u8>, Reject> {
-            self.e.update_call(sender, canister, method, arg).map_err(rej)
+        fn update(
+            &mut self,
+            sender: Principal,
+            canister: Principal,
+            method: &str,
+            arg: &[u8],
+        ) -> Result<Vec<u8>, Reject> {
+            self.e
+                .update_call(sender, canister, method, arg)
+                .map_err(rej)
         }
-        fn query(&mut self, sender: Principal, canister: Principal, method: &str, arg: &[u8]) -> Result<Vec<u8>, Reject> {
-            self.e.query_call(sender, canister, method, arg).map_err(rej)
+        fn query(
+            &mut self,
+            sender: Principal,
+            canister: Principal,
+            method: &str,
+            arg: &[u8],
+        ) -> Result<Vec<u8>, Reject> {
+            self.e
+                .query_call(sender, canister, method, arg)
+                .map_err(rej)
         }
-        fn submit(&mut self, sender: Principal, canister: Principal, method: &str, arg: &[u8]) -> Result<CallId, Reject> {
-            let id = self.e.submit_call(sender, canister, method, arg).map_err(rej)?;
+        fn submit(
+            &mut self,
+            sender: Principal,
+            canister: Principal,
+            method: &str,
+            arg: &[u8],
+        ) -> Result<CallId, Reject> {
+            let id = self
+                .e
+                .submit_call(sender, canister, method, arg)
+                .map_err(rej)?;
             self.calls.push(id);
             Ok((self.calls.len() - 1) as u64)
         }
@@ -244,7 +345,9 @@ mod embedded {
             self.e.tick()
         }
         fn run_until_idle(&mut self, max_rounds: u32) -> Result<u32, String> {
-            self.e.run_until_idle(max_rounds).map_err(|e| format!("{e:?}"))
+            self.e
+                .run_until_idle(max_rounds)
+                .map_err(|e| format!("{e:?}"))
         }
         fn time_nanos(&self) -> u64 {
             self.e.time_nanos()
@@ -268,12 +371,19 @@ mod embedded {
             self.e
                 .canister_logs(canister)
                 .into_iter()
-                .map(|l| LogLine { idx: l.idx, time_nanos: l.timestamp_nanos, text: String::from_utf8_lossy(&l.content).into_owned() })
+                .map(|l| LogLine {
+                    idx: l.idx,
+                    time_nanos: l.timestamp_nanos,
+                    text: String::from_utf8_lossy(&l.content).into_owned(),
+                })
                 .collect()
         }
         fn add_fault(&mut self, rule: FaultRule) -> Result<u64, String> {
             let action = match rule.action {
-                FaultAction::Reject { code, message } => engine::FaultAction::Reject { code: reject_code(code), message },
+                FaultAction::Reject { code, message } => engine::FaultAction::Reject {
+                    code: reject_code(code),
+                    message,
+                },
                 FaultAction::Trap(message) => engine::FaultAction::Trap { message },
                 FaultAction::Hold => engine::FaultAction::Hold,
                 FaultAction::DelayRounds(n) => engine::FaultAction::DelayRounds(n),
@@ -339,17 +449,24 @@ mod pocketic {
     }
 
     fn rej(r: RejectResponse) -> Reject {
-        Reject { code: r.reject_code as u32, message: r.reject_message, error_code: Some(format!("{:?}", r.error_code)) }
+        Reject {
+            code: r.reject_code as u32,
+            message: r.reject_message,
+            error_code: Some(format!("{:?}", r.error_code)),
+        }
     }
 
     impl Pocket {
         pub fn new(start_time_nanos: u64) -> Result<Pocket, Unavailable> {
-            let bin = std::env::var("POCKET_IC_BIN").map_err(|_| Unavailable("POCKET_IC_BIN is not set".into()))?;
+            let bin = std::env::var("POCKET_IC_BIN")
+                .map_err(|_| Unavailable("POCKET_IC_BIN is not set".into()))?;
             let pic = std::panic::catch_unwind(|| {
                 PocketIcBuilder::new()
                     .with_server_binary(bin.into())
                     .with_application_subnet()
-                    .with_initial_time(pocket_ic::Time::from_nanos_since_unix_epoch(start_time_nanos))
+                    .with_initial_time(pocket_ic::Time::from_nanos_since_unix_epoch(
+                        start_time_nanos,
+                    ))
                     .build()
             })
             .map_err(|_| Unavailable("the PocketIC server did not start".into()))?;
@@ -364,38 +481,90 @@ mod pocketic {
         fn supports(&self, cap: Capability) -> bool {
             kind_supports(BackendKind::Pocketic, cap)
         }
-        fn create_canister(&mut self, controllers: &[Principal], cycles: u128) -> Result<Principal, Reject> {
+        fn create_canister(
+            &mut self,
+            controllers: &[Principal],
+            cycles: u128,
+        ) -> Result<Principal, Reject> {
             let sender = controllers.first().copied();
-            let settings = pocket_ic::CanisterSettings { controllers: Some(controllers.to_vec()), ..Default::default() };
-            let id = self.pic.create_canister_with_settings(sender, Some(settings));
+            let settings = pocket_ic::CanisterSettings {
+                controllers: Some(controllers.to_vec()),
+                ..Default::default()
+            };
+            let id = self
+                .pic
+                .create_canister_with_settings(sender, Some(settings));
             self.pic.add_cycles(id, cycles);
             Ok(id)
         }
-        fn install(&mut self, sender: Principal, canister: Principal, mode: Install, wasm: &[u8], arg: &[u8]) -> Result<(), Reject> {
+        fn install(
+            &mut self,
+            sender: Principal,
+            canister: Principal,
+            mode: Install,
+            wasm: &[u8],
+            arg: &[u8],
+        ) -> Result<(), Reject> {
             match mode {
                 Install::Install => {
-                    self.pic.install_canister(canister, wasm.to_vec(), arg.to_vec(), Some(sender));
+                    self.pic
+                        .install_canister(canister, wasm.to_vec(), arg.to_vec(), Some(sender));
                     Ok(())
                 }
-                Install::Reinstall => self.pic.reinstall_canister(canister, wasm.to_vec(), arg.to_vec(), Some(sender)).map_err(rej),
-                Install::Upgrade { skip_pre_upgrade: false } => {
-                    self.pic.upgrade_canister(canister, wasm.to_vec(), arg.to_vec(), Some(sender)).map_err(rej)
-                }
-                Install::Upgrade { skip_pre_upgrade: true } => Err(Reject {
+                Install::Reinstall => self
+                    .pic
+                    .reinstall_canister(canister, wasm.to_vec(), arg.to_vec(), Some(sender))
+                    .map_err(rej),
+                Install::Upgrade {
+                    skip_pre_upgrade: false,
+                } => self
+                    .pic
+                    .upgrade_canister(canister, wasm.to_vec(), arg.to_vec(), Some(sender))
+                    .map_err(rej),
+                Install::Upgrade {
+                    skip_pre_upgrade: true,
+                } => Err(Reject {
                     code: 6,
-                    message: "skip_pre_upgrade is not supported by the PocketIC backend of the harness".into(),
+                    message:
+                        "skip_pre_upgrade is not supported by the PocketIC backend of the harness"
+                            .into(),
                     error_code: None,
                 }),
             }
         }
-        fn update(&mut self, sender: Principal, canister: Principal, method: &str, arg: &[u8]) -> Result<Vec<u8>, Reject> {
-            self.pic.update_call(canister, sender, method, arg.to_vec()).map_err(rej)
+        fn update(
+            &mut self,
+            sender: Principal,
+            canister: Principal,
+            method: &str,
+            arg: &[u8],
+        ) -> Result<Vec<u8>, Reject> {
+            self.pic
+                .update_call(canister, sender, method, arg.to_vec())
+                .map_err(rej)
         }
-        fn query(&mut self, sender: Principal, canister: Principal, method: &str, arg: &[u8]) -> Result<Vec<u8>, Reject> {
-            self.pic.query_call(canister, sender, method, arg.to_vec()).map_err(rej)
+        fn query(
+            &mut self,
+            sender: Principal,
+            canister: Principal,
+            method: &str,
+            arg: &[u8],
+        ) -> Result<Vec<u8>, Reject> {
+            self.pic
+                .query_call(canister, sender, method, arg.to_vec())
+                .map_err(rej)
         }
-        fn submit(&mut self, sender: Principal, canister: Principal, method: &str, arg: &[u8]) -> Result<CallId, Reject> {
-            let id = self.pic.submit_call(canister, sender, method, arg.to_vec()).map_err(rej)?;
+        fn submit(
+            &mut self,
+            sender: Principal,
+            canister: Principal,
+            method: &str,
+            arg: &[u8],
+        ) -> Result<CallId, Reject> {
+            let id = self
+                .pic
+                .submit_call(canister, sender, method, arg.to_vec())
+                .map_err(rej)?;
             self.calls.push(id);
             Ok((self.calls.len() - 1) as u64)
         }
@@ -422,7 +591,8 @@ mod pocketic {
             self.pic.get_time().as_nanos_since_unix_epoch()
         }
         fn set_time_nanos(&mut self, t: u64) {
-            self.pic.set_time(pocket_ic::Time::from_nanos_since_unix_epoch(t))
+            self.pic
+                .set_time(pocket_ic::Time::from_nanos_since_unix_epoch(t))
         }
         fn advance_time(&mut self, d: Duration) {
             self.pic.advance_time(d)
@@ -438,12 +608,19 @@ mod pocketic {
         }
         fn logs(&mut self, canister: Principal) -> Vec<LogLine> {
             let controllers = self.pic.get_controllers(canister);
-            let sender = controllers.first().copied().unwrap_or_else(Principal::anonymous);
+            let sender = controllers
+                .first()
+                .copied()
+                .unwrap_or_else(Principal::anonymous);
             self.pic
                 .fetch_canister_logs(canister, sender)
                 .map(|v| {
                     v.into_iter()
-                        .map(|l| LogLine { idx: l.idx, time_nanos: l.timestamp_nanos, text: String::from_utf8_lossy(&l.content).into_owned() })
+                        .map(|l| LogLine {
+                            idx: l.idx,
+                            time_nanos: l.timestamp_nanos,
+                            text: String::from_utf8_lossy(&l.content).into_owned(),
+                        })
                         .collect()
                 })
                 .unwrap_or_default()

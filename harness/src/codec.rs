@@ -30,18 +30,25 @@ impl std::fmt::Debug for Interface {
 
 impl Interface {
     pub fn load_file(path: &Path) -> Result<Interface, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Self::from_text(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     pub fn from_text(text: &str) -> Result<Interface, String> {
-        let (env, actor) = candid_parser::utils::CandidSource::Text(text).load().map_err(|e| e.to_string())?;
+        let (env, actor) = candid_parser::utils::CandidSource::Text(text)
+            .load()
+            .map_err(|e| e.to_string())?;
         let actor = actor.ok_or("the .did file has no service")?;
         let (init_args, service) = match actor.as_ref() {
             TypeInner::Class(args, s) => (args.clone(), s.clone()),
             _ => (vec![], actor.clone()),
         };
-        Ok(Interface { env, service, init_args })
+        Ok(Interface {
+            env,
+            service,
+            init_args,
+        })
     }
 
     pub fn method<'a>(&'a self, name: &'a str) -> Option<&'a Function> {
@@ -49,7 +56,10 @@ impl Interface {
     }
 
     pub fn methods(&self) -> Vec<String> {
-        self.env.as_service(&self.service).map(|s| s.iter().map(|(n, _)| n.clone()).collect()).unwrap_or_default()
+        self.env
+            .as_service(&self.service)
+            .map(|s| s.iter().map(|(n, _)| n.clone()).collect())
+            .unwrap_or_default()
     }
 
     pub fn is_query(&self, name: &str) -> bool {
@@ -73,7 +83,13 @@ pub fn tuple_type(ts: &[Type]) -> Type {
         1 => ts[0].clone(),
         0 => TypeInner::Null.into(),
         _ => TypeInner::Record(
-            ts.iter().enumerate().map(|(i, t)| Field { id: Label::Unnamed(i as u32).into(), ty: t.clone() }).collect(),
+            ts.iter()
+                .enumerate()
+                .map(|(i, t)| Field {
+                    id: Label::Unnamed(i as u32).into(),
+                    ty: t.clone(),
+                })
+                .collect(),
         )
         .into(),
     }
@@ -121,12 +137,20 @@ pub struct ValueError {
 }
 
 fn err(span: Span, message: impl Into<String>) -> ValueError {
-    ValueError { span, message: message.into(), kind: "type" }
+    ValueError {
+        span,
+        message: message.into(),
+        kind: "type",
+    }
 }
 
 pub fn var_ref(s: &str) -> Option<&str> {
     let inner = s.strip_prefix("${")?.strip_suffix('}')?;
-    if !inner.is_empty() && inner.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.' || c == '-') {
+    if !inner.is_empty()
+        && inner
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '.' || c == '-')
+    {
         Some(inner)
     } else {
         None
@@ -165,7 +189,10 @@ fn interpolate_at(node: &Node, r: &dyn Resolve, depth: usize) -> Result<Node, Va
                         relocate(&mut v, node.span);
                         if r.template(name) {
                             if depth > 16 {
-                                return Err(err(node.span, format!("`${{{name}}}` refers to itself (through other vars)")));
+                                return Err(err(
+                                    node.span,
+                                    format!("`${{{name}}}` refers to itself (through other vars)"),
+                                ));
                             }
                             v = interpolate_at(&v, r, depth + 1)?;
                         }
@@ -180,11 +207,18 @@ fn interpolate_at(node: &Node, r: &dyn Resolve, depth: usize) -> Result<Node, Va
                 while let Some(i) = rest.find("${") {
                     out.push_str(&rest[..i]);
                     let after = &rest[i + 2..];
-                    let j = after.find('}').ok_or_else(|| err(node.span, "unterminated `${`"))?;
+                    let j = after
+                        .find('}')
+                        .ok_or_else(|| err(node.span, "unterminated `${`"))?;
                     let name = &after[..j];
                     match r.var(name) {
                         Some(v) => out.push_str(&scalar_text(&v).ok_or_else(|| {
-                            err(node.span, format!("`${{{name}}}` is not a scalar and cannot be embedded in text"))
+                            err(
+                                node.span,
+                                format!(
+                                    "`${{{name}}}` is not a scalar and cannot be embedded in text"
+                                ),
+                            )
                         })?),
                         None if r.lenient() => out.push('x'),
                         None => return Err(undefined(node.span, name, r)),
@@ -192,12 +226,20 @@ fn interpolate_at(node: &Node, r: &dyn Resolve, depth: usize) -> Result<Node, Va
                     rest = &after[j + 1..];
                 }
                 out.push_str(rest);
-                Node { span: node.span, kind: Kind::Str(out) }
+                Node {
+                    span: node.span,
+                    kind: Kind::Str(out),
+                }
             }
         }
         Kind::Seq(items) => Node {
             span: node.span,
-            kind: Kind::Seq(items.iter().map(|n| interpolate_at(n, r, depth)).collect::<Result<_, _>>()?),
+            kind: Kind::Seq(
+                items
+                    .iter()
+                    .map(|n| interpolate_at(n, r, depth))
+                    .collect::<Result<_, _>>()?,
+            ),
         },
         Kind::Map(entries) => Node {
             span: node.span,
@@ -214,7 +256,13 @@ fn interpolate_at(node: &Node, r: &dyn Resolve, depth: usize) -> Result<Node, Va
 
 /// Interpolate a plain string field (names, paths).
 pub fn interpolate_str(s: &str, span: Span, r: &dyn Resolve) -> Result<String, ValueError> {
-    let n = interpolate(&Node { span, kind: Kind::Str(s.to_string()) }, r)?;
+    let n = interpolate(
+        &Node {
+            span,
+            kind: Kind::Str(s.to_string()),
+        },
+        r,
+    )?;
     scalar_text(&n).ok_or_else(|| err(span, "expected a name"))
 }
 
@@ -323,8 +371,16 @@ pub fn blob_with(n: &Node, r: &dyn Resolve) -> Result<Vec<u8>, ValueError> {
     match &n.kind {
         Kind::Str(s) => {
             let h = s.strip_prefix("0x").unwrap_or(s);
-            let h: String = h.chars().filter(|c| !c.is_whitespace() && *c != '_').collect();
-            hex::decode(&h).map_err(|e| err(n.span, format!("expected a blob in hex ({e}); use {{utf8: \"…\"}} for text")))
+            let h: String = h
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != '_')
+                .collect();
+            hex::decode(&h).map_err(|e| {
+                err(
+                    n.span,
+                    format!("expected a blob in hex ({e}); use {{utf8: \"…\"}} for text"),
+                )
+            })
         }
         Kind::Null => Ok(vec![]),
         Kind::Seq(items) => items
@@ -341,7 +397,9 @@ pub fn blob_with(n: &Node, r: &dyn Resolve) -> Result<Vec<u8>, ValueError> {
                     Some(v) => parse_big(v)
                         .and_then(|i| usize::try_from(i).ok())
                         .map(Some)
-                        .ok_or_else(|| err(v.span, format!("`{key}` must be a non-negative integer"))),
+                        .ok_or_else(|| {
+                            err(v.span, format!("`{key}` must be a non-negative integer"))
+                        }),
                 }
             };
             if let Some(inner) = n.get("sha256_of") {
@@ -356,13 +414,27 @@ pub fn blob_with(n: &Node, r: &dyn Resolve) -> Result<Vec<u8>, ValueError> {
                     return Ok(vec![]);
                 }
                 if off + l > whole.len() {
-                    return Err(err(n.span, format!("slice {off}..{} is outside the {} bytes", off + l, whole.len())));
+                    return Err(err(
+                        n.span,
+                        format!(
+                            "slice {off}..{} is outside the {} bytes",
+                            off + l,
+                            whole.len()
+                        ),
+                    ));
                 }
                 return Ok(whole[off..off + l].to_vec());
             }
             if let Some(c) = n.get("wasm") {
-                let name = c.as_str().ok_or_else(|| err(c.span, "`wasm` takes a canister name"))?;
-                return r.wasm(name).ok_or_else(|| err(c.span, format!("`{name}` is not a canister of this scenario")));
+                let name = c
+                    .as_str()
+                    .ok_or_else(|| err(c.span, "`wasm` takes a canister name"))?;
+                return r.wasm(name).ok_or_else(|| {
+                    err(
+                        c.span,
+                        format!("`{name}` is not a canister of this scenario"),
+                    )
+                });
             }
             if let Some(t) = n.get("utf8") {
                 let t = t.as_str().ok_or_else(|| err(t.span, "`utf8` takes text"))?;
@@ -385,7 +457,10 @@ pub fn blob_with(n: &Node, r: &dyn Resolve) -> Result<Vec<u8>, ValueError> {
                 "expected a blob: hex text, {utf8: …}, {repeat: <hex>, len: N}, {bytes_of_len: N, seed: k}, {sha256_of: <blob>}, {slice_of: <blob>, offset: a, len: n} or {wasm: <canister>}",
             ))
         }
-        _ => Err(err(n.span, format!("expected a blob (hex text), found {}", n.type_name()))),
+        _ => Err(err(
+            n.span,
+            format!("expected a blob (hex text), found {}", n.type_name()),
+        )),
     }
 }
 
@@ -397,7 +472,12 @@ pub fn det_bytes(len: usize, seed: u64) -> Vec<u8> {
     thread_local! {
         static MEMO: std::cell::RefCell<Vec<Memo>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    if let Some(b) = MEMO.with(|m| m.borrow().iter().find(|(k, _)| *k == (len, seed)).map(|(_, v)| v.clone())) {
+    if let Some(b) = MEMO.with(|m| {
+        m.borrow()
+            .iter()
+            .find(|(k, _)| *k == (len, seed))
+            .map(|(_, v)| v.clone())
+    }) {
         return (*b).clone();
     }
     let mut out = Vec::with_capacity(len + 8);
@@ -441,13 +521,26 @@ fn candid_text(n: &Node) -> Option<&Node> {
 }
 
 fn from_candid_text(n: &Node, env: &TypeEnv, ty: &Type) -> Result<IDLValue, ValueError> {
-    let text = n.as_str().ok_or_else(|| err(n.span, "`candid` takes Candid text"))?;
-    let v = candid_parser::parse_idl_value(text).map_err(|e| err(n.span, format!("bad Candid text: {e}")))?;
-    v.annotate_type(true, env, ty).map_err(|e| err(n.span, format!("Candid text does not fit the type {ty}: {e}")))
+    let text = n
+        .as_str()
+        .ok_or_else(|| err(n.span, "`candid` takes Candid text"))?;
+    let v = candid_parser::parse_idl_value(text)
+        .map_err(|e| err(n.span, format!("bad Candid text: {e}")))?;
+    v.annotate_type(true, env, ty).map_err(|e| {
+        err(
+            n.span,
+            format!("Candid text does not fit the type {ty}: {e}"),
+        )
+    })
 }
 
 /// Convert a YAML node to a Candid value of type `ty`.
-pub fn to_value(n: &Node, ty: &Type, env: &TypeEnv, r: &dyn Resolve) -> Result<IDLValue, ValueError> {
+pub fn to_value(
+    n: &Node,
+    ty: &Type,
+    env: &TypeEnv,
+    r: &dyn Resolve,
+) -> Result<IDLValue, ValueError> {
     if let Some(t) = candid_text(n) {
         return from_candid_text(t, env, ty);
     }
@@ -463,7 +556,8 @@ pub fn to_value(n: &Node, ty: &Type, env: &TypeEnv, r: &dyn Resolve) -> Result<I
     macro_rules! small {
         ($ty:ty, $variant:ident, $what:expr) => {{
             let i = parse_big(n).ok_or_else(|| num_err($what))?;
-            let v = <$ty>::try_from(i).map_err(|_| err(n.span, format!("{i} is out of range for {}", $what)))?;
+            let v = <$ty>::try_from(i)
+                .map_err(|_| err(n.span, format!("{i} is out of range for {}", $what)))?;
             Ok(IDLValue::$variant(v))
         }};
     }
@@ -481,11 +575,15 @@ pub fn to_value(n: &Node, ty: &Type, env: &TypeEnv, r: &dyn Resolve) -> Result<I
             if s.starts_with('-') {
                 return Err(err(n.span, format!("{s} is negative, expected a nat")));
             }
-            Ok(IDLValue::Nat(s.parse::<Nat>().map_err(|_| num_err("a nat"))?))
+            Ok(IDLValue::Nat(
+                s.parse::<Nat>().map_err(|_| num_err("a nat"))?,
+            ))
         }
         TypeInner::Int => {
             let s = big_string(n).ok_or_else(|| num_err("an int"))?;
-            Ok(IDLValue::Int(s.parse::<Int>().map_err(|_| num_err("an int"))?))
+            Ok(IDLValue::Int(
+                s.parse::<Int>().map_err(|_| num_err("an int"))?,
+            ))
         }
         TypeInner::Nat8 => small!(u8, Nat8, "a nat8"),
         TypeInner::Nat16 => small!(u16, Nat16, "a nat16"),
@@ -501,19 +599,36 @@ pub fn to_value(n: &Node, ty: &Type, env: &TypeEnv, r: &dyn Resolve) -> Result<I
                 Kind::Float(f) => *f,
                 _ => return Err(num_err("a float")),
             };
-            Ok(if matches!(t.as_ref(), TypeInner::Float32) { IDLValue::Float32(f as f32) } else { IDLValue::Float64(f) })
+            Ok(if matches!(t.as_ref(), TypeInner::Float32) {
+                IDLValue::Float32(f as f32)
+            } else {
+                IDLValue::Float64(f)
+            })
         }
         TypeInner::Text => match &n.kind {
             Kind::Str(s) => Ok(IDLValue::Text(s.clone())),
             Kind::Map(_) if n.get("repeat").is_some() && n.get("len").is_some() => {
-                let p = n.get("repeat").and_then(|p| p.as_str()).ok_or_else(|| err(n.span, "`repeat` takes text"))?;
-                let l = n.get("len").and_then(parse_big).and_then(|l| usize::try_from(l).ok()).ok_or_else(|| err(n.span, "`len` takes a count"))?;
+                let p = n
+                    .get("repeat")
+                    .and_then(|p| p.as_str())
+                    .ok_or_else(|| err(n.span, "`repeat` takes text"))?;
+                let l = n
+                    .get("len")
+                    .and_then(parse_big)
+                    .and_then(|l| usize::try_from(l).ok())
+                    .ok_or_else(|| err(n.span, "`len` takes a count"))?;
                 if p.is_empty() {
                     return Err(err(n.span, "`repeat` needs non-empty text"));
                 }
                 Ok(IDLValue::Text(p.chars().cycle().take(l).collect()))
             }
-            _ => Err(err(n.span, format!("expected text, found {} (quote it to make it text)", n.brief()))),
+            _ => Err(err(
+                n.span,
+                format!(
+                    "expected text, found {} (quote it to make it text)",
+                    n.brief()
+                ),
+            )),
         },
         TypeInner::Reserved => Ok(IDLValue::Reserved),
         TypeInner::Empty => Err(err(n.span, "no value has type empty")),
@@ -524,7 +639,12 @@ pub fn to_value(n: &Node, ty: &Type, env: &TypeEnv, r: &dyn Resolve) -> Result<I
         },
         TypeInner::Vec(inner) if is_blob(env, inner) => Ok(IDLValue::Blob(blob_with(n, r)?)),
         TypeInner::Vec(inner) => match &n.kind {
-            Kind::Seq(items) => Ok(IDLValue::Vec(items.iter().map(|i| to_value(i, inner, env, r)).collect::<Result<_, _>>()?)),
+            Kind::Seq(items) => Ok(IDLValue::Vec(
+                items
+                    .iter()
+                    .map(|i| to_value(i, inner, env, r))
+                    .collect::<Result<_, _>>()?,
+            )),
             Kind::Null => Ok(IDLValue::Vec(vec![])),
             _ => Err(num_err("a list")),
         },
@@ -533,44 +653,80 @@ pub fn to_value(n: &Node, ty: &Type, env: &TypeEnv, r: &dyn Resolve) -> Result<I
             let (tag, payload) = match &n.kind {
                 Kind::Str(s) => (s.as_str(), None),
                 Kind::Map(m) if m.len() == 1 => (
-                    m[0].0.as_str().ok_or_else(|| err(m[0].0.span, "a variant case name must be text"))?,
+                    m[0].0
+                        .as_str()
+                        .ok_or_else(|| err(m[0].0.span, "a variant case name must be text"))?,
                     Some(&m[0].1),
                 ),
                 _ => {
                     return Err(err(
                         n.span,
-                        format!("expected one of the variant's cases ({}) as a name or single-key map", case_list(fields)),
+                        format!(
+                            "expected one of the variant's cases ({}) as a name or single-key map",
+                            case_list(fields)
+                        ),
                     ))
                 }
             };
-            let (idx, f) = fields.iter().enumerate().find(|(_, f)| label_name(&f.id) == tag).ok_or_else(|| {
-                err(
-                    n.span,
-                    format!(
-                        "`{tag}` is not a case of this variant ({}){}",
-                        case_list(fields),
-                        crate::diag::did_you_mean(tag, fields.iter().filter_map(|f| f.id.as_ref().as_name()))
-                    ),
-                )
-            })?;
+            let (idx, f) = fields
+                .iter()
+                .enumerate()
+                .find(|(_, f)| label_name(&f.id) == tag)
+                .ok_or_else(|| {
+                    err(
+                        n.span,
+                        format!(
+                            "`{tag}` is not a case of this variant ({}){}",
+                            case_list(fields),
+                            crate::diag::did_you_mean(
+                                tag,
+                                fields.iter().filter_map(|f| f.id.as_ref().as_name())
+                            )
+                        ),
+                    )
+                })?;
             let val = match payload {
                 Some(p) => to_value(p, &f.ty, env, r)?,
                 None => match trace(env, &f.ty).as_ref() {
                     TypeInner::Null => IDLValue::Null,
                     TypeInner::Reserved => IDLValue::Reserved,
-                    _ => return Err(err(n.span, format!("case `{tag}` needs a value: write {{{tag}: …}}"))),
+                    _ => {
+                        return Err(err(
+                            n.span,
+                            format!("case `{tag}` needs a value: write {{{tag}: …}}"),
+                        ))
+                    }
                 },
             };
-            Ok(IDLValue::Variant(VariantValue(Box::new(IDLField { id: (*f.id).clone(), val }), idx as u64)))
+            Ok(IDLValue::Variant(VariantValue(
+                Box::new(IDLField {
+                    id: (*f.id).clone(),
+                    val,
+                }),
+                idx as u64,
+            )))
         }
         TypeInner::Service(_) => principal(n, r).map(IDLValue::Service),
         TypeInner::Func(_) => {
-            let s = n.as_str().ok_or_else(|| num_err("a func reference `canister.method`"))?;
-            let (c, m) = s.rsplit_once('.').ok_or_else(|| num_err("a func reference `canister.method`"))?;
-            let p = principal(&Node { span: n.span, kind: Kind::Str(c.into()) }, r)?;
+            let s = n
+                .as_str()
+                .ok_or_else(|| num_err("a func reference `canister.method`"))?;
+            let (c, m) = s
+                .rsplit_once('.')
+                .ok_or_else(|| num_err("a func reference `canister.method`"))?;
+            let p = principal(
+                &Node {
+                    span: n.span,
+                    kind: Kind::Str(c.into()),
+                },
+                r,
+            )?;
             Ok(IDLValue::Func(p, m.into()))
         }
-        other => Err(err(n.span, format!("values of type {other} are not supported in scenarios; use {{candid: …}}"))),
+        other => Err(err(
+            n.span,
+            format!("values of type {other} are not supported in scenarios; use {{candid: …}}"),
+        )),
     }
 }
 
@@ -596,7 +752,12 @@ fn case_list(fields: &[Field]) -> String {
 }
 
 fn principal(n: &Node, r: &dyn Resolve) -> Result<Principal, ValueError> {
-    let s = n.as_str().ok_or_else(|| err(n.span, format!("expected an identity or canister name, found {}", n.brief())))?;
+    let s = n.as_str().ok_or_else(|| {
+        err(
+            n.span,
+            format!("expected an identity or canister name, found {}", n.brief()),
+        )
+    })?;
     if let Some(p) = r.principal(s) {
         return Ok(p);
     }
@@ -620,18 +781,38 @@ fn principal(n: &Node, r: &dyn Resolve) -> Result<Principal, ValueError> {
 }
 
 fn is_tuple(fields: &[Field]) -> bool {
-    fields.iter().enumerate().all(|(i, f)| matches!(f.id.as_ref(), Label::Unnamed(j) if *j as usize == i))
+    fields
+        .iter()
+        .enumerate()
+        .all(|(i, f)| matches!(f.id.as_ref(), Label::Unnamed(j) if *j as usize == i))
 }
 
-fn record(n: &Node, fields: &[Field], env: &TypeEnv, r: &dyn Resolve) -> Result<IDLValue, ValueError> {
+fn record(
+    n: &Node,
+    fields: &[Field],
+    env: &TypeEnv,
+    r: &dyn Resolve,
+) -> Result<IDLValue, ValueError> {
     if let (Kind::Seq(items), true) = (&n.kind, is_tuple(fields)) {
         if items.len() != fields.len() {
-            return Err(err(n.span, format!("expected a tuple of {}, found {}", fields.len(), items.len())));
+            return Err(err(
+                n.span,
+                format!(
+                    "expected a tuple of {}, found {}",
+                    fields.len(),
+                    items.len()
+                ),
+            ));
         }
         let vals = items
             .iter()
             .zip(fields)
-            .map(|(i, f)| Ok(IDLField { id: (*f.id).clone(), val: to_value(i, &f.ty, env, r)? }))
+            .map(|(i, f)| {
+                Ok(IDLField {
+                    id: (*f.id).clone(),
+                    val: to_value(i, &f.ty, env, r)?,
+                })
+            })
             .collect::<Result<Vec<_>, ValueError>>()?;
         return Ok(IDLValue::Record(vals));
     }
@@ -641,7 +822,15 @@ fn record(n: &Node, fields: &[Field], env: &TypeEnv, r: &dyn Resolve) -> Result<
         _ => {
             return Err(err(
                 n.span,
-                format!("expected a record {{{}}}, found {}", fields.iter().map(|f| label_name(&f.id)).collect::<Vec<_>>().join(", "), n.brief()),
+                format!(
+                    "expected a record {{{}}}, found {}",
+                    fields
+                        .iter()
+                        .map(|f| label_name(&f.id))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    n.brief()
+                ),
             ))
         }
     };
@@ -662,17 +851,27 @@ fn record(n: &Node, fields: &[Field], env: &TypeEnv, r: &dyn Resolve) -> Result<
     let mut vals = vec![];
     for f in fields {
         let name = label_name(&f.id);
-        let given = entries.iter().find(|(k, _)| k.as_str() == Some(name.as_str()) || k.brief() == name);
+        let given = entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(name.as_str()) || k.brief() == name);
         let val = match given {
             Some((_, v)) => to_value(v, &f.ty, env, r)?,
             None => match trace(env, &f.ty).as_ref() {
                 TypeInner::Opt(_) => IDLValue::None,
                 TypeInner::Null => IDLValue::Null,
                 TypeInner::Reserved => IDLValue::Reserved,
-                _ => return Err(err(n.span, format!("missing field `{name}` (type {})", f.ty))),
+                _ => {
+                    return Err(err(
+                        n.span,
+                        format!("missing field `{name}` (type {})", f.ty),
+                    ))
+                }
             },
         };
-        vals.push(IDLField { id: (*f.id).clone(), val });
+        vals.push(IDLField {
+            id: (*f.id).clone(),
+            val,
+        });
     }
     Ok(IDLValue::Record(vals))
 }
@@ -700,10 +899,18 @@ pub fn default_value(t: &Type, env: &TypeEnv, depth: usize) -> IDLValue {
         TypeInner::Opt(_) => IDLValue::None,
         TypeInner::Vec(_) => IDLValue::Vec(vec![]),
         TypeInner::Record(fs) if depth < 16 => IDLValue::Record(
-            fs.iter().map(|f| IDLField { id: (*f.id).clone(), val: default_value(&f.ty, env, depth + 1) }).collect(),
+            fs.iter()
+                .map(|f| IDLField {
+                    id: (*f.id).clone(),
+                    val: default_value(&f.ty, env, depth + 1),
+                })
+                .collect(),
         ),
         TypeInner::Variant(fs) if depth < 16 && !fs.is_empty() => IDLValue::Variant(VariantValue(
-            Box::new(IDLField { id: (*fs[0].id).clone(), val: default_value(&fs[0].ty, env, depth + 1) }),
+            Box::new(IDLField {
+                id: (*fs[0].id).clone(),
+                val: default_value(&fs[0].ty, env, depth + 1),
+            }),
             0,
         )),
         _ => IDLValue::Null,
@@ -711,13 +918,25 @@ pub fn default_value(t: &Type, env: &TypeEnv, depth: usize) -> IDLValue {
 }
 
 /// Encode the `args` of a call (a value for one parameter, a list for several, nothing for none).
-pub fn encode_args(n: Option<&Node>, types: &[Type], env: &TypeEnv, r: &dyn Resolve) -> Result<Vec<u8>, ValueError> {
+pub fn encode_args(
+    n: Option<&Node>,
+    types: &[Type],
+    env: &TypeEnv,
+    r: &dyn Resolve,
+) -> Result<Vec<u8>, ValueError> {
     let span = n.map(|n| n.span).unwrap_or_default();
     let vals = args_values(n, types, env, r)?;
-    IDLArgs::new(&vals).to_bytes_with_types(env, types).map_err(|e| err(span, format!("cannot encode arguments: {e}")))
+    IDLArgs::new(&vals)
+        .to_bytes_with_types(env, types)
+        .map_err(|e| err(span, format!("cannot encode arguments: {e}")))
 }
 
-pub fn args_values(n: Option<&Node>, types: &[Type], env: &TypeEnv, r: &dyn Resolve) -> Result<Vec<IDLValue>, ValueError> {
+pub fn args_values(
+    n: Option<&Node>,
+    types: &[Type],
+    env: &TypeEnv,
+    r: &dyn Resolve,
+) -> Result<Vec<IDLValue>, ValueError> {
     let span = n.map(|n| n.span).unwrap_or_default();
     match (types.len(), n) {
         (0, None) => Ok(vec![]),
@@ -734,39 +953,75 @@ pub fn args_values(n: Option<&Node>, types: &[Type], env: &TypeEnv, r: &dyn Reso
                 .map(|t| match trace(env, t).as_ref() {
                     TypeInner::Opt(_) => Ok(IDLValue::None),
                     TypeInner::Null => Ok(IDLValue::Null),
-                    _ => Err(err(span, format!("missing `args` (the method takes {})", types_text(types)))),
+                    _ => Err(err(
+                        span,
+                        format!("missing `args` (the method takes {})", types_text(types)),
+                    )),
                 })
                 .collect()
         }
         (k, Some(n)) => match &n.kind {
-            Kind::Seq(items) if items.len() == k => {
-                items.iter().zip(types).map(|(i, t)| to_value(i, t, env, r)).collect()
-            }
-            _ => Err(err(span, format!("this method takes {k} arguments ({}); give them as a list", types_text(types)))),
+            Kind::Seq(items) if items.len() == k => items
+                .iter()
+                .zip(types)
+                .map(|(i, t)| to_value(i, t, env, r))
+                .collect(),
+            _ => Err(err(
+                span,
+                format!(
+                    "this method takes {k} arguments ({}); give them as a list",
+                    types_text(types)
+                ),
+            )),
         },
     }
 }
 
-pub fn encode_candid_args(text: &str, span: Span, types: &[Type], env: &TypeEnv) -> Result<Vec<u8>, ValueError> {
-    let args = candid_parser::parse_idl_args(text).map_err(|e| err(span, format!("bad Candid text: {e}")))?;
-    let args = args
-        .annotate_types(true, env, types)
-        .map_err(|e| err(span, format!("Candid text does not fit ({}): {e}", types_text(types))))?;
-    args.to_bytes_with_types(env, types).map_err(|e| err(span, format!("cannot encode: {e}")))
+pub fn encode_candid_args(
+    text: &str,
+    span: Span,
+    types: &[Type],
+    env: &TypeEnv,
+) -> Result<Vec<u8>, ValueError> {
+    let args = candid_parser::parse_idl_args(text)
+        .map_err(|e| err(span, format!("bad Candid text: {e}")))?;
+    let args = args.annotate_types(true, env, types).map_err(|e| {
+        err(
+            span,
+            format!("Candid text does not fit ({}): {e}", types_text(types)),
+        )
+    })?;
+    args.to_bytes_with_types(env, types)
+        .map_err(|e| err(span, format!("cannot encode: {e}")))
 }
 
 pub fn types_text(types: &[Type]) -> String {
-    format!("({})", types.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", "))
+    format!(
+        "({})",
+        types
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// Decode a reply into one value (the single return value, or a tuple).
 pub fn decode_reply(bytes: &[u8], rets: &[Type], env: &TypeEnv) -> Result<IDLValue, String> {
-    let args = IDLArgs::from_bytes_with_types(bytes, env, rets).map_err(|e| format!("cannot decode the reply: {e}"))?;
+    let args = IDLArgs::from_bytes_with_types(bytes, env, rets)
+        .map_err(|e| format!("cannot decode the reply: {e}"))?;
     Ok(match args.args.len() {
         1 => args.args.into_iter().next().unwrap_or(IDLValue::Null),
         0 => IDLValue::Null,
         _ => IDLValue::Record(
-            args.args.into_iter().enumerate().map(|(i, val)| IDLField { id: Label::Unnamed(i as u32), val }).collect(),
+            args.args
+                .into_iter()
+                .enumerate()
+                .map(|(i, val)| IDLField {
+                    id: Label::Unnamed(i as u32),
+                    val,
+                })
+                .collect(),
         ),
     })
 }
@@ -800,7 +1055,8 @@ impl Stable {
     pub fn add_wasm(&mut self, label: &str, wasm: &[u8]) {
         let sha: [u8; 32] = Sha256::digest(wasm).into();
         if !self.wasms.iter().any(|(_, _, s)| *s == sha) {
-            self.wasms.push((label.to_string(), std::sync::Arc::new(wasm.to_vec()), sha));
+            self.wasms
+                .push((label.to_string(), std::sync::Arc::new(wasm.to_vec()), sha));
         }
     }
 
@@ -820,7 +1076,11 @@ impl Stable {
                 while let Some(pos) = w[from..].windows(64).position(|x| x == head) {
                     let off = from + pos;
                     if off + b.len() <= w.len() && &w[off..off + b.len()] == b {
-                        let len = if off + b.len() == w.len() { json!("to the end") } else { json!(b.len()) };
+                        let len = if off + b.len() == w.len() {
+                            json!("to the end")
+                        } else {
+                            json!(b.len())
+                        };
                         return Some(json!({ "wasm": label, "offset": off, "len": len }));
                     }
                     from = off + 1;
@@ -848,7 +1108,10 @@ impl Stable {
     }
 
     fn number(&self, i: i128) -> Option<String> {
-        self.wasms.iter().find(|(_, w, _)| w.len() > 4096 && w.len() as i128 == i).map(|(label, _, _)| format!("<len of wasm {label}>"))
+        self.wasms
+            .iter()
+            .find(|(_, w, _)| w.len() > 4096 && w.len() as i128 == i)
+            .map(|(label, _, _)| format!("<len of wasm {label}>"))
     }
 }
 
@@ -945,12 +1208,21 @@ pub fn bucket_cycles(c: i128) -> String {
     if c < 1000 {
         return format!("~{c}");
     }
-    let units = [(1_000_000_000_000i128, "T"), (1_000_000_000, "B"), (1_000_000, "M"), (1_000, "K")];
+    let units = [
+        (1_000_000_000_000i128, "T"),
+        (1_000_000_000, "B"),
+        (1_000_000, "M"),
+        (1_000, "K"),
+    ];
     for (u, s) in units {
         if c >= u {
             let v = c as f64 / u as f64;
             let digits = if v >= 10.0 { 0 } else { 1 };
-            let rounded = if v >= 100.0 { (v / 10.0).round() * 10.0 } else { v };
+            let rounded = if v >= 100.0 {
+                (v / 10.0).round() * 10.0
+            } else {
+                v
+            };
             return format!("~{:.*}{}", digits, rounded, s);
         }
     }
@@ -967,7 +1239,9 @@ impl Normalize<'_> {
     fn render_in(&self, v: &IDLValue, label: Option<&str>) -> serde_json::Value {
         use serde_json::Value as J;
         let balances = self.stable.map(|s| s.balances).unwrap_or(false);
-        let cyclesish = label.map(|l| l.contains("cycles") || (balances && l.contains("balance"))).unwrap_or(false);
+        let cyclesish = label
+            .map(|l| l.contains("cycles") || (balances && l.contains("balance")))
+            .unwrap_or(false);
         match v {
             IDLValue::Bool(b) => J::Bool(*b),
             IDLValue::Null | IDLValue::None | IDLValue::Reserved => J::Null,
@@ -976,20 +1250,44 @@ impl Normalize<'_> {
                 None => s.clone(),
             }),
             IDLValue::Number(s) => J::String(s.clone()),
-            IDLValue::Float64(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
-            IDLValue::Float32(f) => serde_json::Number::from_f64(*f as f64).map(J::Number).unwrap_or(J::Null),
+            IDLValue::Float64(f) => serde_json::Number::from_f64(*f)
+                .map(J::Number)
+                .unwrap_or(J::Null),
+            IDLValue::Float32(f) => serde_json::Number::from_f64(*f as f64)
+                .map(J::Number)
+                .unwrap_or(J::Null),
             IDLValue::Opt(inner) => self.render_in(inner, label),
-            IDLValue::Vec(items) => J::Array(items.iter().map(|i| self.render_in(i, None)).collect()),
-            IDLValue::Blob(b) => self.stable.and_then(|st| st.blob(b)).unwrap_or_else(|| render_blob(b)),
+            IDLValue::Vec(items) => {
+                J::Array(items.iter().map(|i| self.render_in(i, None)).collect())
+            }
+            IDLValue::Blob(b) => self
+                .stable
+                .and_then(|st| st.blob(b))
+                .unwrap_or_else(|| render_blob(b)),
             IDLValue::Record(fields) => {
-                if !fields.is_empty() && fields.iter().enumerate().all(|(i, f)| matches!(f.id, Label::Unnamed(j) if j as usize == i)) {
-                    return J::Array(fields.iter().map(|f| self.render_in(&f.val, None)).collect());
+                if !fields.is_empty()
+                    && fields
+                        .iter()
+                        .enumerate()
+                        .all(|(i, f)| matches!(f.id, Label::Unnamed(j) if j as usize == i))
+                {
+                    return J::Array(
+                        fields
+                            .iter()
+                            .map(|f| self.render_in(&f.val, None))
+                            .collect(),
+                    );
                 }
-                J::Object(fields.iter().map(|f| {
-                    let l = label_name(&f.id);
-                    let v = self.render_in(&f.val, Some(&l));
-                    (l, v)
-                }).collect())
+                J::Object(
+                    fields
+                        .iter()
+                        .map(|f| {
+                            let l = label_name(&f.id);
+                            let v = self.render_in(&f.val, Some(&l));
+                            (l, v)
+                        })
+                        .collect(),
+                )
             }
             IDLValue::Variant(VariantValue(f, _)) => {
                 let l = label_name(&f.id);
@@ -1011,14 +1309,20 @@ impl Normalize<'_> {
                     None => return J::String(format!("{other}")),
                 };
                 let start = self.start_nanos as i128;
-                let timeish = matches!(other, IDLValue::Nat64(_) | IDLValue::Int64(_) | IDLValue::Nat(_) | IDLValue::Int(_))
-                    && start > 0
+                let timeish = matches!(
+                    other,
+                    IDLValue::Nat64(_) | IDLValue::Int64(_) | IDLValue::Nat(_) | IDLValue::Int(_)
+                ) && start > 0
                     && i >= start - TIME_WINDOW
                     && i <= start + TIME_WINDOW
                     && i > 1_000_000_000_000_000_000;
                 if timeish {
                     let d = i - start;
-                    return J::String(if d >= 0 { format!("T+{}", fmt_duration(d as u128)) } else { format!("T-{}", fmt_duration((-d) as u128)) });
+                    return J::String(if d >= 0 {
+                        format!("T+{}", fmt_duration(d as u128))
+                    } else {
+                        format!("T-{}", fmt_duration((-d) as u128))
+                    });
                 }
                 if cyclesish {
                     return J::String(bucket_cycles(i));
@@ -1066,11 +1370,22 @@ pub fn value_to_node(v: &IDLValue, span: Span) -> Node {
         IDLValue::Record(fields) => Kind::Map(
             fields
                 .iter()
-                .map(|f| (Node { span, kind: Kind::Str(label_name(&f.id)) }, value_to_node(&f.val, span)))
+                .map(|f| {
+                    (
+                        Node {
+                            span,
+                            kind: Kind::Str(label_name(&f.id)),
+                        },
+                        value_to_node(&f.val, span),
+                    )
+                })
                 .collect(),
         ),
         IDLValue::Variant(VariantValue(f, _)) => Kind::Map(vec![(
-            Node { span, kind: Kind::Str(label_name(&f.id)) },
+            Node {
+                span,
+                kind: Kind::Str(label_name(&f.id)),
+            },
             value_to_node(&f.val, span),
         )]),
         IDLValue::Principal(p) | IDLValue::Service(p) => Kind::Str(p.to_text()),
@@ -1094,7 +1409,9 @@ pub enum Seg {
 }
 
 pub fn parse_path(p: &str) -> Result<Vec<Seg>, String> {
-    let rest = p.strip_prefix('$').ok_or_else(|| format!("a path starts with `$` (like `$.Ok.id`), found `{p}`"))?;
+    let rest = p
+        .strip_prefix('$')
+        .ok_or_else(|| format!("a path starts with `$` (like `$.Ok.id`), found `{p}`"))?;
     let mut segs = vec![];
     let mut chars = rest.chars().peekable();
     while let Some(c) = chars.next() {
@@ -1121,7 +1438,11 @@ pub fn parse_path(p: &str) -> Result<Vec<Seg>, String> {
                     }
                     num.push(c);
                 }
-                segs.push(Seg::Index(num.trim().parse().map_err(|_| format!("bad index `[{num}]` in path `{p}`"))?));
+                segs.push(Seg::Index(
+                    num.trim()
+                        .parse()
+                        .map_err(|_| format!("bad index `[{num}]` in path `{p}`"))?,
+                ));
             }
             _ => return Err(format!("unexpected `{c}` in path `{p}`")),
         }
@@ -1166,7 +1487,12 @@ pub fn type_at(ty: &Type, segs: &[Seg], env: &TypeEnv) -> Result<Type, String> {
             }
             (Seg::Index(_), TypeInner::Vec(inner)) => trace(env, inner),
             (Seg::Index(k), TypeInner::Record(fs)) if *k < fs.len() => trace(env, &fs[*k].ty),
-            (_, other) => return Err(format!("cannot go into `{here}` of type {other} with {}", path_text(std::slice::from_ref(seg)))),
+            (_, other) => {
+                return Err(format!(
+                    "cannot go into `{here}` of type {other} with {}",
+                    path_text(std::slice::from_ref(seg))
+                ))
+            }
         };
     }
     Ok(t)
@@ -1183,7 +1509,11 @@ pub fn value_at<'v>(v: &'v IDLValue, segs: &[Seg]) -> Result<&'v IDLValue, Strin
         cur = match (seg, cur) {
             (_, IDLValue::None) => return Err(format!("`{here}` is null")),
             (Seg::Field(f), IDLValue::Record(fields)) => {
-                &fields.iter().find(|x| &label_name(&x.id) == f).ok_or_else(|| format!("`{here}` has no field `{f}`"))?.val
+                &fields
+                    .iter()
+                    .find(|x| &label_name(&x.id) == f)
+                    .ok_or_else(|| format!("`{here}` has no field `{f}`"))?
+                    .val
             }
             (Seg::Field(f), IDLValue::Variant(VariantValue(field, _))) => {
                 let tag = label_name(&field.id);
@@ -1192,8 +1522,15 @@ pub fn value_at<'v>(v: &'v IDLValue, segs: &[Seg]) -> Result<&'v IDLValue, Strin
                 }
                 &field.val
             }
-            (Seg::Index(k), IDLValue::Vec(items)) => items.get(*k).ok_or_else(|| format!("`{here}` has {} items, no [{k}]", items.len()))?,
-            (Seg::Index(k), IDLValue::Record(fields)) => &fields.get(*k).ok_or_else(|| format!("`{here}` has no [{k}]"))?.val,
+            (Seg::Index(k), IDLValue::Vec(items)) => items
+                .get(*k)
+                .ok_or_else(|| format!("`{here}` has {} items, no [{k}]", items.len()))?,
+            (Seg::Index(k), IDLValue::Record(fields)) => {
+                &fields
+                    .get(*k)
+                    .ok_or_else(|| format!("`{here}` has no [{k}]"))?
+                    .val
+            }
             (_, other) => return Err(format!("cannot go into `{here}` ({other})")),
         };
     }
@@ -1205,8 +1542,10 @@ pub fn value_at<'v>(v: &'v IDLValue, segs: &[Seg]) -> Result<&'v IDLValue, Strin
 // ---------------------------------------------------------------------------------------------
 
 /// The closed set of matchers.
-pub const MATCHERS: &[&str] =
-    &["eq", "ne", "gt", "ge", "lt", "le", "regex", "contains", "len", "each", "some", "any", "approx", "within"];
+pub const MATCHERS: &[&str] = &[
+    "eq", "ne", "gt", "ge", "lt", "le", "regex", "contains", "len", "each", "some", "any",
+    "approx", "within",
+];
 
 /// One mismatch between a pattern and a value.
 #[derive(Debug, Clone, PartialEq)]
@@ -1219,7 +1558,11 @@ pub struct Mismatch {
 
 impl std::fmt::Display for Mismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: expected {}, got {}", self.path, self.expected, self.got)
+        write!(
+            f,
+            "{}: expected {}, got {}",
+            self.path, self.expected, self.got
+        )
     }
 }
 
@@ -1233,7 +1576,10 @@ pub struct Matcher<'a> {
 
 fn matcher_map(n: &Node) -> Option<&[(Node, Node)]> {
     let m = n.as_map()?;
-    if !m.is_empty() && m.iter().all(|(k, _)| k.as_str().map(|k| MATCHERS.contains(&k)).unwrap_or(false)) {
+    if !m.is_empty()
+        && m.iter()
+            .all(|(k, _)| k.as_str().map(|k| MATCHERS.contains(&k)).unwrap_or(false))
+    {
         Some(m)
     } else {
         None
@@ -1283,10 +1629,15 @@ impl Matcher<'_> {
         // matchers, unless the keys are fields/cases of the type
         if let Some(m) = matcher_map(pat) {
             let is_label = |k: &str| match t.as_ref() {
-                TypeInner::Record(fs) | TypeInner::Variant(fs) => fs.iter().any(|f| label_name(&f.id) == k),
+                TypeInner::Record(fs) | TypeInner::Variant(fs) => {
+                    fs.iter().any(|f| label_name(&f.id) == k)
+                }
                 _ => false,
             };
-            if !m.iter().any(|(k, _)| is_label(k.as_str().unwrap_or_default())) {
+            if !m
+                .iter()
+                .any(|(k, _)| is_label(k.as_str().unwrap_or_default()))
+            {
                 return self.matchers(m, pat, &t, value, path, out);
             }
         }
@@ -1304,7 +1655,12 @@ impl Matcher<'_> {
                 (_, Some(IDLValue::Opt(x))) => self.check(pat, inner, Some(x), path, out),
                 (_, Some(other)) => {
                     if matches!(other, IDLValue::None | IDLValue::Null) {
-                        out.push(Mismatch { path: path_text(path), expected: self.show_node(pat), got: "null".into(), span: pat.span });
+                        out.push(Mismatch {
+                            path: path_text(path),
+                            expected: self.show_node(pat),
+                            got: "null".into(),
+                            span: pat.span,
+                        });
                         Ok(())
                     } else {
                         self.check(pat, inner, Some(other), path, out)
@@ -1315,23 +1671,38 @@ impl Matcher<'_> {
                 let entries = pat.as_map().unwrap_or_default();
                 for (k, sub) in entries {
                     let key = k.as_str().map(str::to_string).unwrap_or_else(|| k.brief());
-                    let f = fields.iter().find(|f| label_name(&f.id) == key).ok_or_else(|| {
-                        let names: Vec<String> = fields.iter().map(|f| label_name(&f.id)).collect();
-                        err(
-                            k.span,
-                            format!(
-                                "`{key}` is not a field of this record (fields: {}){}",
-                                names.join(", "),
-                                crate::diag::did_you_mean(&key, names.iter().map(String::as_str))
-                            ),
-                        )
-                    })?;
+                    let f = fields
+                        .iter()
+                        .find(|f| label_name(&f.id) == key)
+                        .ok_or_else(|| {
+                            let names: Vec<String> =
+                                fields.iter().map(|f| label_name(&f.id)).collect();
+                            err(
+                                k.span,
+                                format!(
+                                    "`{key}` is not a field of this record (fields: {}){}",
+                                    names.join(", "),
+                                    crate::diag::did_you_mean(
+                                        &key,
+                                        names.iter().map(String::as_str)
+                                    )
+                                ),
+                            )
+                        })?;
                     let fv = match v {
-                        Some(IDLValue::Record(vals)) => vals.iter().find(|x| label_name(&x.id) == key).map(|x| &x.val),
+                        Some(IDLValue::Record(vals)) => vals
+                            .iter()
+                            .find(|x| label_name(&x.id) == key)
+                            .map(|x| &x.val),
                         _ => None,
                     };
                     if v.is_some() && fv.is_none() {
-                        out.push(Mismatch { path: format!("{}.{key}", path_text(path)), expected: self.show_node(sub), got: "nothing".into(), span: sub.span });
+                        out.push(Mismatch {
+                            path: format!("{}.{key}", path_text(path)),
+                            expected: self.show_node(sub),
+                            got: "nothing".into(),
+                            span: sub.span,
+                        });
                         continue;
                     }
                     path.push(Seg::Field(key.clone()));
@@ -1342,13 +1713,18 @@ impl Matcher<'_> {
                 if self.strict {
                     for f in fields {
                         let name = label_name(&f.id);
-                        if !entries.iter().any(|(k, _)| k.as_str() == Some(name.as_str())) {
+                        if !entries
+                            .iter()
+                            .any(|(k, _)| k.as_str() == Some(name.as_str()))
+                        {
                             if let Some(IDLValue::Record(vals)) = v {
                                 if let Some(x) = vals.iter().find(|x| label_name(&x.id) == name) {
                                     if !matches!(x.val, IDLValue::None | IDLValue::Null) {
                                         out.push(Mismatch {
                                             path: format!("{}.{name}", path_text(path)),
-                                            expected: "no value (strict match, field not in the pattern)".into(),
+                                            expected:
+                                                "no value (strict match, field not in the pattern)"
+                                                    .into(),
                                             got: self.show(&x.val),
                                             span: pat.span,
                                         });
@@ -1360,23 +1736,34 @@ impl Matcher<'_> {
                 }
                 Ok(())
             }
-            TypeInner::Variant(fields) if matches!(&pat.kind, Kind::Map(m) if m.len() == 1) || pat.as_str().is_some() => {
+            TypeInner::Variant(fields)
+                if matches!(&pat.kind, Kind::Map(m) if m.len() == 1) || pat.as_str().is_some() =>
+            {
                 let (tag, sub) = match &pat.kind {
                     Kind::Str(s) => (s.clone(), None),
-                    Kind::Map(m) => (m[0].0.as_str().map(str::to_string).unwrap_or_else(|| m[0].0.brief()), Some(&m[0].1)),
+                    Kind::Map(m) => (
+                        m[0].0
+                            .as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| m[0].0.brief()),
+                        Some(&m[0].1),
+                    ),
                     _ => unreachable!(),
                 };
-                let f = fields.iter().find(|f| label_name(&f.id) == tag).ok_or_else(|| {
-                    let names: Vec<String> = fields.iter().map(|f| label_name(&f.id)).collect();
-                    err(
-                        pat.span,
-                        format!(
-                            "`{tag}` is not a case of this variant ({}){}",
-                            case_list(fields),
-                            crate::diag::did_you_mean(&tag, names.iter().map(String::as_str))
-                        ),
-                    )
-                })?;
+                let f = fields
+                    .iter()
+                    .find(|f| label_name(&f.id) == tag)
+                    .ok_or_else(|| {
+                        let names: Vec<String> = fields.iter().map(|f| label_name(&f.id)).collect();
+                        err(
+                            pat.span,
+                            format!(
+                                "`{tag}` is not a case of this variant ({}){}",
+                                case_list(fields),
+                                crate::diag::did_you_mean(&tag, names.iter().map(String::as_str))
+                            ),
+                        )
+                    })?;
                 match v {
                     None => match sub {
                         Some(s) => self.check(s, &f.ty, None, path, out),
@@ -1385,7 +1772,12 @@ impl Matcher<'_> {
                     Some(IDLValue::Variant(VariantValue(got, _))) => {
                         let got_tag = label_name(&got.id);
                         if got_tag != tag {
-                            out.push(self.mismatch(path, format!("{tag:?}"), v.unwrap_or(&IDLValue::Null), pat.span));
+                            out.push(self.mismatch(
+                                path,
+                                format!("{tag:?}"),
+                                v.unwrap_or(&IDLValue::Null),
+                                pat.span,
+                            ));
                             if let Some(s) = sub {
                                 // still type-check the payload pattern
                                 self.check(s, &f.ty, None, path, &mut vec![])?;
@@ -1408,7 +1800,9 @@ impl Matcher<'_> {
                     }
                 }
             }
-            TypeInner::Vec(inner) if !is_blob(self.env, inner) && matches!(pat.kind, Kind::Seq(_)) => {
+            TypeInner::Vec(inner)
+                if !is_blob(self.env, inner) && matches!(pat.kind, Kind::Seq(_)) =>
+            {
                 let items = match &pat.kind {
                     Kind::Seq(i) => i,
                     _ => unreachable!(),
@@ -1422,7 +1816,11 @@ impl Matcher<'_> {
                         out.push(Mismatch {
                             path: path_text(path),
                             expected: format!("{} items", items.len()),
-                            got: format!("{} items: {}", vs.len(), self.show(v.unwrap_or(&IDLValue::Null))),
+                            got: format!(
+                                "{} items: {}",
+                                vs.len(),
+                                self.show(v.unwrap_or(&IDLValue::Null))
+                            ),
                             span: pat.span,
                         });
                         // type-check anyway
@@ -1454,7 +1852,12 @@ impl Matcher<'_> {
     }
 
     fn mismatch(&self, path: &[Seg], expected: String, got: &IDLValue, span: Span) -> Mismatch {
-        Mismatch { path: path_text(path), expected, got: self.show(got), span }
+        Mismatch {
+            path: path_text(path),
+            expected,
+            got: self.show(got),
+            span,
+        }
     }
 
     fn matchers(
@@ -1466,12 +1869,19 @@ impl Matcher<'_> {
         path: &mut Vec<Seg>,
         out: &mut Vec<Mismatch>,
     ) -> Result<(), ValueError> {
-        let merr = |span: Span, msg: String| ValueError { span, message: msg, kind: "matcher" };
+        let merr = |span: Span, msg: String| ValueError {
+            span,
+            message: msg,
+            kind: "matcher",
+        };
         let inner_vec = match t.as_ref() {
             TypeInner::Vec(i) => Some(i.clone()),
             _ => None,
         };
-        let within = m.iter().find(|(k, _)| k.as_str() == Some("within")).map(|(_, v)| v);
+        let within = m
+            .iter()
+            .find(|(k, _)| k.as_str() == Some("within"))
+            .map(|(_, v)| v);
         if within.is_some() && !m.iter().any(|(k, _)| k.as_str() == Some("approx")) {
             return Err(merr(pat.span, "`within` goes with `approx`".into()));
         }
@@ -1479,7 +1889,12 @@ impl Matcher<'_> {
             let key = k.as_str().unwrap_or_default();
             let fail = |out: &mut Vec<Mismatch>, path: &[Seg], expected: String| {
                 if let Some(v) = value {
-                    out.push(Mismatch { path: path_text(path), expected, got: self.show(v), span: arg.span });
+                    out.push(Mismatch {
+                        path: path_text(path),
+                        expected,
+                        got: self.show(v),
+                        span: arg.span,
+                    });
                 }
             };
             match key {
@@ -1498,7 +1913,10 @@ impl Matcher<'_> {
                 }
                 "gt" | "ge" | "lt" | "le" => {
                     if !is_numeric(t) {
-                        return Err(merr(k.span, format!("`{key}` compares numbers, but the value has type {t}")));
+                        return Err(merr(
+                            k.span,
+                            format!("`{key}` compares numbers, but the value has type {t}"),
+                        ));
                     }
                     if self.resolve.lenient() && arg.as_str().is_some_and(|x| x.contains("${")) {
                         continue; // a capture: known at run time
@@ -1519,23 +1937,40 @@ impl Matcher<'_> {
                             _ => x <= bound,
                         };
                         if !ok {
-                            fail(out, path, format!("{} {}", op_text(key), self.show_node(arg)));
+                            fail(
+                                out,
+                                path,
+                                format!("{} {}", op_text(key), self.show_node(arg)),
+                            );
                         }
                     }
                 }
                 "approx" => {
                     if !is_numeric(t) {
-                        return Err(merr(k.span, format!("`approx` compares numbers, but the value has type {t}")));
+                        return Err(merr(
+                            k.span,
+                            format!("`approx` compares numbers, but the value has type {t}"),
+                        ));
                     }
                     if self.resolve.lenient() && arg.as_str().is_some_and(|x| x.contains("${")) {
                         continue;
                     }
-                    let target = parse_big(arg).map(|i| i as f64).ok_or_else(|| merr(arg.span, "`approx` needs a number".into()))?;
+                    let target = parse_big(arg)
+                        .map(|i| i as f64)
+                        .ok_or_else(|| merr(arg.span, "`approx` needs a number".into()))?;
                     let tol = match within {
                         None => target.abs() * 0.01,
                         Some(w) => match w.as_str().and_then(|s| s.strip_suffix('%')) {
-                            Some(p) => target.abs() * p.trim().parse::<f64>().map_err(|_| merr(w.span, "bad percentage".into()))? / 100.0,
-                            None => parse_big(w).map(|i| i as f64).ok_or_else(|| merr(w.span, "`within` takes `5%` or a number".into()))?,
+                            Some(p) => {
+                                target.abs()
+                                    * p.trim()
+                                        .parse::<f64>()
+                                        .map_err(|_| merr(w.span, "bad percentage".into()))?
+                                    / 100.0
+                            }
+                            None => parse_big(w).map(|i| i as f64).ok_or_else(|| {
+                                merr(w.span, "`within` takes `5%` or a number".into())
+                            })?,
                         },
                     };
                     if let Some(v) = value {
@@ -1546,24 +1981,56 @@ impl Matcher<'_> {
                     }
                 }
                 "regex" | "contains" => {
-                    let s = arg.as_str().ok_or_else(|| merr(arg.span, format!("`{key}` takes text")))?;
+                    let s = arg
+                        .as_str()
+                        .ok_or_else(|| merr(arg.span, format!("`{key}` takes text")))?;
                     let re = if key == "regex" {
-                        Some(regex::Regex::new(s).map_err(|e| merr(arg.span, format!("bad regex: {e}")))?)
+                        Some(
+                            regex::Regex::new(s)
+                                .map_err(|e| merr(arg.span, format!("bad regex: {e}")))?,
+                        )
                     } else {
                         None
                     };
-                    if !matches!(trace(self.env, t).as_ref(), TypeInner::Text | TypeInner::Principal | TypeInner::Opt(_)) {
-                        return Err(merr(k.span, format!("`{key}` matches text, but the value has type {t}")));
+                    if !matches!(
+                        trace(self.env, t).as_ref(),
+                        TypeInner::Text | TypeInner::Principal | TypeInner::Opt(_)
+                    ) {
+                        return Err(merr(
+                            k.span,
+                            format!("`{key}` matches text, but the value has type {t}"),
+                        ));
                     }
                     if let Some(v) = value {
                         let text = match strip_opt_for(t, v) {
                             IDLValue::Text(s) => Some(s.clone()),
-                            IDLValue::Principal(p) => Some(self.norm.map(|n| n.principal_name(p)).unwrap_or_else(|| p.to_text())),
+                            IDLValue::Principal(p) => Some(
+                                self.norm
+                                    .map(|n| n.principal_name(p))
+                                    .unwrap_or_else(|| p.to_text()),
+                            ),
                             _ => None,
                         };
-                        let ok = text.map(|x| re.as_ref().map(|re| re.is_match(&x)).unwrap_or_else(|| x.contains(s))).unwrap_or(false);
+                        let ok = text
+                            .map(|x| {
+                                re.as_ref()
+                                    .map(|re| re.is_match(&x))
+                                    .unwrap_or_else(|| x.contains(s))
+                            })
+                            .unwrap_or(false);
                         if !ok {
-                            fail(out, path, format!("text {} {s:?}", if key == "regex" { "matching" } else { "containing" }));
+                            fail(
+                                out,
+                                path,
+                                format!(
+                                    "text {} {s:?}",
+                                    if key == "regex" {
+                                        "matching"
+                                    } else {
+                                        "containing"
+                                    }
+                                ),
+                            );
                         }
                     }
                 }
@@ -1586,7 +2053,12 @@ impl Matcher<'_> {
                     r?;
                 }
                 "each" | "some" => {
-                    let inner = inner_vec.clone().ok_or_else(|| merr(k.span, format!("`{key}` applies to lists, but the value has type {t}")))?;
+                    let inner = inner_vec.clone().ok_or_else(|| {
+                        merr(
+                            k.span,
+                            format!("`{key}` applies to lists, but the value has type {t}"),
+                        )
+                    })?;
                     // type check
                     self.check(arg, &inner, None, path, &mut vec![])?;
                     if let Some(v) = value {
@@ -1613,7 +2085,11 @@ impl Matcher<'_> {
                                 }
                             }
                             if !any {
-                                fail(out, path, format!("some item matching {}", self.show_node(arg)));
+                                fail(
+                                    out,
+                                    path,
+                                    format!("some item matching {}", self.show_node(arg)),
+                                );
                             }
                         }
                     }
@@ -1666,14 +2142,24 @@ fn strip_opt_for<'v>(t: &Type, v: &'v IDLValue) -> &'v IDLValue {
 pub fn values_equal(a: &IDLValue, b: &IDLValue) -> bool {
     match (a, b) {
         (IDLValue::Blob(x), IDLValue::Vec(y)) | (IDLValue::Vec(y), IDLValue::Blob(x)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| matches!(q, IDLValue::Nat8(r) if r == p))
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|(p, q)| matches!(q, IDLValue::Nat8(r) if r == p))
         }
-        (IDLValue::Vec(x), IDLValue::Vec(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| values_equal(p, q)),
+        (IDLValue::Vec(x), IDLValue::Vec(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| values_equal(p, q))
+        }
         (IDLValue::Opt(x), IDLValue::Opt(y)) => values_equal(x, y),
         (IDLValue::Record(x), IDLValue::Record(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.id == q.id && values_equal(&p.val, &q.val))
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|(p, q)| p.id == q.id && values_equal(&p.val, &q.val))
         }
-        (IDLValue::Variant(VariantValue(x, _)), IDLValue::Variant(VariantValue(y, _))) => x.id == y.id && values_equal(&x.val, &y.val),
+        (IDLValue::Variant(VariantValue(x, _)), IDLValue::Variant(VariantValue(y, _))) => {
+            x.id == y.id && values_equal(&x.val, &y.val)
+        }
         (IDLValue::Null, IDLValue::None) | (IDLValue::None, IDLValue::Null) => true,
         _ => a == b,
     }
@@ -1707,7 +2193,10 @@ service : (record { admins : vec principal }) -> {
             (name == "alice").then(|| Principal::self_authenticating(b"alice"))
         }
         fn var(&self, name: &str) -> Option<Node> {
-            (name == "t").then(|| Node { span: Span::default(), kind: Kind::Str("hello".into()) })
+            (name == "t").then(|| Node {
+                span: Span::default(),
+                kind: Kind::Str("hello".into()),
+            })
         }
     }
 
@@ -1717,8 +2206,14 @@ service : (record { admins : vec principal }) -> {
 
     #[test]
     fn numbers_in_text_are_bucketed() {
-        assert_eq!(bucket_numbers_in("balance 871195789412 cannot fund 2000000000000 cycles"), "balance ~870B cannot fund ~2.0T cycles");
-        assert_eq!(bucket_numbers_in("id 42, hash ab1234567890123cd, 1234567890123x"), "id 42, hash ab1234567890123cd, 1234567890123x");
+        assert_eq!(
+            bucket_numbers_in("balance 871195789412 cannot fund 2000000000000 cycles"),
+            "balance ~870B cannot fund ~2.0T cycles"
+        );
+        assert_eq!(
+            bucket_numbers_in("id 42, hash ab1234567890123cd, 1234567890123x"),
+            "id 42, hash ab1234567890123cd, 1234567890123x"
+        );
     }
 
     #[test]
@@ -1766,12 +2261,14 @@ service : (record { admins : vec principal }) -> {
         let i = iface();
         let rets = &i.method("put").unwrap().rets;
         let val = IDLArgs::from_bytes_with_types(
-            &candid_parser::parse_idl_args("(variant { Ok = record { id = 7 : nat64; status = variant { Pending } } })")
-                .unwrap()
-                .annotate_types(true, &i.env, rets)
-                .unwrap()
-                .to_bytes_with_types(&i.env, rets)
-                .unwrap(),
+            &candid_parser::parse_idl_args(
+                "(variant { Ok = record { id = 7 : nat64; status = variant { Pending } } })",
+            )
+            .unwrap()
+            .annotate_types(true, &i.env, rets)
+            .unwrap()
+            .to_bytes_with_types(&i.env, rets)
+            .unwrap(),
             &i.env,
             rets,
         )
@@ -1779,22 +2276,67 @@ service : (record { admins : vec principal }) -> {
         .args
         .remove(0);
         let names = BTreeMap::new();
-        let norm = Normalize { names: &names, start_nanos: 0, stable: None };
-        let m = Matcher { env: &i.env, resolve: &R, strict: false, norm: Some(&norm) };
+        let norm = Normalize {
+            names: &names,
+            start_nanos: 0,
+            stable: None,
+        };
+        let m = Matcher {
+            env: &i.env,
+            resolve: &R,
+            strict: false,
+            norm: Some(&norm),
+        };
         let mut out = vec![];
-        m.check(&parse("{Ok: {status: Completed}}").unwrap(), &rets[0], Some(&val), &mut vec![], &mut out).unwrap();
+        m.check(
+            &parse("{Ok: {status: Completed}}").unwrap(),
+            &rets[0],
+            Some(&val),
+            &mut vec![],
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].to_string(), "$.Ok.status: expected \"Completed\", got \"Pending\"");
+        assert_eq!(
+            out[0].to_string(),
+            "$.Ok.status: expected \"Completed\", got \"Pending\""
+        );
         let mut out = vec![];
-        m.check(&parse("{Ok: {id: {ge: 5, lt: 8}}}").unwrap(), &rets[0], Some(&val), &mut vec![], &mut out).unwrap();
+        m.check(
+            &parse("{Ok: {id: {ge: 5, lt: 8}}}").unwrap(),
+            &rets[0],
+            Some(&val),
+            &mut vec![],
+            &mut out,
+        )
+        .unwrap();
         assert!(out.is_empty(), "{out:?}");
-        let e = m.check(&parse("{Ok: {idd: 1}}").unwrap(), &rets[0], None, &mut vec![], &mut vec![]).unwrap_err();
+        let e = m
+            .check(
+                &parse("{Ok: {idd: 1}}").unwrap(),
+                &rets[0],
+                None,
+                &mut vec![],
+                &mut vec![],
+            )
+            .unwrap_err();
         assert!(e.message.contains("did you mean `id`"));
-        let e = m.check(&parse("{Ok: {status: Done}}").unwrap(), &rets[0], None, &mut vec![], &mut vec![]).unwrap_err();
+        let e = m
+            .check(
+                &parse("{Ok: {status: Done}}").unwrap(),
+                &rets[0],
+                None,
+                &mut vec![],
+                &mut vec![],
+            )
+            .unwrap_err();
         assert!(e.message.contains("not a case"), "{}", e.message);
         // capture paths
         let segs = parse_path("$.Ok.id").unwrap();
-        assert!(matches!(type_at(&rets[0], &segs, &i.env).unwrap().as_ref(), TypeInner::Nat64));
+        assert!(matches!(
+            type_at(&rets[0], &segs, &i.env).unwrap().as_ref(),
+            TypeInner::Nat64
+        ));
         assert_eq!(value_at(&val, &segs).unwrap(), &IDLValue::Nat64(7));
         assert!(type_at(&rets[0], &parse_path("$.Ok.idd").unwrap(), &i.env).is_err());
     }

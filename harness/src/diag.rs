@@ -100,12 +100,26 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn new(kind: ErrorKind, file: &Path, span: Option<Span>, message: impl Into<String>) -> Self {
-        Diagnostic { kind, file: file.to_path_buf(), span, message: message.into(), line_text: None }
+    pub fn new(
+        kind: ErrorKind,
+        file: &Path,
+        span: Option<Span>,
+        message: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            kind,
+            file: file.to_path_buf(),
+            span,
+            message: message.into(),
+            line_text: None,
+        }
     }
     pub fn with_source(mut self, source: &str) -> Self {
         if let Some(span) = self.span {
-            self.line_text = source.lines().nth(span.line.saturating_sub(1)).map(str::to_string);
+            self.line_text = source
+                .lines()
+                .nth(span.line.saturating_sub(1))
+                .map(str::to_string);
         }
         self
     }
@@ -119,14 +133,26 @@ impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let file = crate::paths::display(&self.file);
         match self.span {
-            Some(s) => writeln!(f, "error[{}]: {}:{}:{}: {}", self.kind.name(), file, s.line, s.col, self.message)?,
+            Some(s) => writeln!(
+                f,
+                "error[{}]: {}:{}:{}: {}",
+                self.kind.name(),
+                file,
+                s.line,
+                s.col,
+                self.message
+            )?,
             None => writeln!(f, "error[{}]: {}: {}", self.kind.name(), file, self.message)?,
         }
         if let (Some(s), Some(text)) = (self.span, &self.line_text) {
             let gutter = s.line.to_string().len();
             writeln!(f, "{:gutter$} |", "")?;
             writeln!(f, "{} | {}", s.line, text)?;
-            let pad: String = text.chars().take(s.col.saturating_sub(1)).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+            let pad: String = text
+                .chars()
+                .take(s.col.saturating_sub(1))
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
             writeln!(f, "{:gutter$} | {}^", "", pad)?;
         }
         Ok(())
@@ -137,7 +163,12 @@ impl fmt::Display for Diagnostic {
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c).max(strsim::normalized_damerau_levenshtein(word, c)), c))
+        .map(|c| {
+            (
+                strsim::jaro_winkler(word, c).max(strsim::normalized_damerau_levenshtein(word, c)),
+                c,
+            )
+        })
         .filter(|(score, _)| *score > 0.6)
         .max_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal))
         .map(|(_, c)| c)
@@ -158,7 +189,13 @@ mod tests {
     #[test]
     fn renders_caret_under_column() {
         let src = "a: 1\nbad: here\n";
-        let d = Diagnostic::new(ErrorKind::UnknownKey, Path::new("x.yaml"), Some(Span { line: 2, col: 6 }), "nope").with_source(src);
+        let d = Diagnostic::new(
+            ErrorKind::UnknownKey,
+            Path::new("x.yaml"),
+            Some(Span { line: 2, col: 6 }),
+            "nope",
+        )
+        .with_source(src);
         let s = d.to_string();
         assert!(s.contains("x.yaml:2:6: nope"), "{s}");
         assert!(s.contains("2 | bad: here"), "{s}");

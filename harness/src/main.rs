@@ -31,12 +31,23 @@ struct Args {
 fn parse() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let cmd = it.next().ok_or(USAGE)?;
-    let mut a = Args { cmd, paths: vec![], backend: None, variant: None, update: false, snapshot: true, junit: None };
+    let mut a = Args {
+        cmd,
+        paths: vec![],
+        backend: None,
+        variant: None,
+        update: false,
+        snapshot: true,
+        junit: None,
+    };
     while let Some(x) = it.next() {
         match x.as_str() {
             "--backend" => {
                 let b = it.next().ok_or("--backend needs a value")?;
-                a.backend = Some(BackendKind::parse(&b).ok_or(format!("unknown backend `{b}` (embedded, pocketic)"))?);
+                a.backend = Some(
+                    BackendKind::parse(&b)
+                        .ok_or(format!("unknown backend `{b}` (embedded, pocketic)"))?,
+                );
             }
             "--variant" => a.variant = Some(it.next().ok_or("--variant needs a value")?),
             "--update" => a.update = true,
@@ -85,7 +96,11 @@ fn main() {
         "lint" => {
             if suite::print_lint(&bad) {
                 let n: usize = bad.iter().map(|(_, d)| d.len()).sum();
-                eprintln!("harness lint: {n} error(s) in {} of {} file(s)", bad.len(), files.len());
+                eprintln!(
+                    "harness lint: {n} error(s) in {} of {} file(s)",
+                    bad.len(),
+                    files.len()
+                );
                 std::process::exit(exit::LINT);
             }
             println!("harness lint: {} file(s) ok", files.len());
@@ -129,19 +144,37 @@ fn main() {
                     Status::Infra => "ERROR",
                     Status::Skip => "skipped",
                 };
-                println!("trial {} ... {mark} ({:.1} ms)", t.name, r.elapsed.as_secs_f64() * 1e3);
+                println!(
+                    "trial {} ... {mark} ({:.1} ms)",
+                    t.name,
+                    r.elapsed.as_secs_f64() * 1e3
+                );
                 match r.status {
                     Status::Skip => println!("  reason: {}", r.message),
                     Status::Fail | Status::Infra => println!("{}", r.message),
                     Status::Pass => {
                         if args.cmd == "run" {
-                            println!("  transcript: {}", harness::paths::display(&t.artifact_dir().join("transcript.json")));
-                            println!("  snapshot:   {}", harness::paths::display(&harness::paths::snapshots_dir().join(format!("{}.snap", t.snapshot_name()))));
+                            println!(
+                                "  transcript: {}",
+                                harness::paths::display(&t.artifact_dir().join("transcript.json"))
+                            );
+                            println!(
+                                "  snapshot:   {}",
+                                harness::paths::display(
+                                    &harness::paths::snapshots_dir()
+                                        .join(format!("{}.snap", t.snapshot_name()))
+                                )
+                            );
                         }
                     }
                 }
                 coverage.merge(&r.coverage);
-                results.push(Finished { name: t.name.clone(), status: r.status, message: r.message, elapsed: r.elapsed });
+                results.push(Finished {
+                    name: t.name.clone(),
+                    status: r.status,
+                    message: r.message,
+                    elapsed: r.elapsed,
+                });
             }
             let wall = wall.elapsed();
             if args.cmd == "run" {
@@ -155,7 +188,10 @@ fn main() {
                     println!("junit: {j}");
                 }
             }
-            println!("artifacts: {}", harness::paths::display(&harness::paths::artifacts_dir()));
+            println!(
+                "artifacts: {}",
+                harness::paths::display(&harness::paths::artifacts_dir())
+            );
             std::process::exit(suite::exit_code(&results));
         }
         other => {

@@ -445,7 +445,10 @@ pub struct FaultSpec {
 #[derive(Deserialize, JsonSchema, Debug, Clone)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultActionSpec {
-    Reject { code: RejectCodeName, message: String },
+    Reject {
+        code: RejectCodeName,
+        message: String,
+    },
     Trap(String),
     Hold,
     DelayRounds(u32),
@@ -521,6 +524,8 @@ pub fn json_schema() -> String {
 pub fn stage_selected(filter: &Option<Vec<Spanned<String>>>, stage: &str) -> bool {
     match filter {
         None => true,
-        Some(f) => f.iter().any(|x| x.value == stage || (x.value.ends_with('.') && stage.starts_with(x.value.as_str()))),
+        Some(f) => f.iter().any(|x| {
+            x.value == stage || (x.value.ends_with('.') && stage.starts_with(x.value.as_str()))
+        }),
     }
 }

@@ -36,7 +36,9 @@ pub struct Project {
 
 impl Project {
     pub fn load() -> Result<Project, String> {
-        Ok(Project { ws: Workspace::load(&crate::paths::root())? })
+        Ok(Project {
+            ws: Workspace::load(&crate::paths::root())?,
+        })
     }
 }
 
@@ -100,7 +102,11 @@ pub struct LoadedCase {
 impl Loaded {
     /// Every step of every trial (base steps, on_fault, invariants, cases).
     pub fn all_steps(&self) -> impl Iterator<Item = &PStep> {
-        self.steps.iter().chain(&self.on_fault).chain(&self.invariants).chain(self.cases.iter().flat_map(|c| c.steps.iter()))
+        self.steps
+            .iter()
+            .chain(&self.on_fault)
+            .chain(&self.invariants)
+            .chain(self.cases.iter().flat_map(|c| c.steps.iter()))
     }
 }
 
@@ -109,13 +115,36 @@ impl Loaded {
         self.canisters.iter().find(|c| c.name == name)
     }
     pub fn names(&self) -> Vec<String> {
-        self.identities.iter().cloned().chain(self.canisters.iter().map(|c| c.name.clone())).collect()
+        self.identities
+            .iter()
+            .cloned()
+            .chain(self.canisters.iter().map(|c| c.name.clone()))
+            .collect()
     }
 }
 
 const ACTIONS: &[&str] = &[
-    "call", "query", "submit", "await", "check", "tick", "tick_until", "advance_time", "set_time", "upgrade", "reinstall", "stop",
-    "start", "fault", "clear_fault", "release", "failpoint", "include", "repeat", "canisters", "cycles",
+    "call",
+    "query",
+    "submit",
+    "await",
+    "check",
+    "tick",
+    "tick_until",
+    "advance_time",
+    "set_time",
+    "upgrade",
+    "reinstall",
+    "stop",
+    "start",
+    "fault",
+    "clear_fault",
+    "release",
+    "failpoint",
+    "include",
+    "repeat",
+    "canisters",
+    "cycles",
 ];
 
 /// Iterations a `repeat` may have.
@@ -148,7 +177,12 @@ pub fn actions_of(s: &Step) -> Vec<&'static str> {
         s.canisters.is_some(),
         s.cycles.is_some(),
     ];
-    ACTIONS.iter().zip(present).filter(|(_, p)| *p).map(|(a, _)| *a).collect()
+    ACTIONS
+        .iter()
+        .zip(present)
+        .filter(|(_, p)| *p)
+        .map(|(a, _)| *a)
+        .collect()
 }
 
 /// `90s`, `10m`, `1h30m`, `2d`, `500ms`, `250us`, `7ns`, or a number of nanoseconds.
@@ -218,24 +252,46 @@ fn vdiag(file: &Path, e: ValueError) -> Diagnostic {
 }
 
 fn verr(kind: &'static str, span: Span, message: impl Into<String>) -> ValueError {
-    ValueError { span, message: message.into(), kind }
+    ValueError {
+        span,
+        message: message.into(),
+        kind,
+    }
 }
 
 /// Load and lint one scenario file.
 pub fn load(project: &Project, file: &Path) -> Result<Loaded, Vec<Diagnostic>> {
     let source = match std::fs::read_to_string(file) {
         Ok(s) => s,
-        Err(e) => return Err(vec![Diagnostic::new(ErrorKind::Yaml, file, None, format!("cannot read: {e}"))]),
+        Err(e) => {
+            return Err(vec![Diagnostic::new(
+                ErrorKind::Yaml,
+                file,
+                None,
+                format!("cannot read: {e}"),
+            )])
+        }
     };
     load_text(project, file, &source)
 }
 
 /// Lint from text (the file name is used for messages and the scenario id).
 pub fn load_text(project: &Project, file: &Path, source: &str) -> Result<Loaded, Vec<Diagnostic>> {
-    let with_src = |ds: Vec<Diagnostic>| ds.into_iter().map(|d| d.with_source(source)).collect::<Vec<_>>();
+    let with_src = |ds: Vec<Diagnostic>| {
+        ds.into_iter()
+            .map(|d| d.with_source(source))
+            .collect::<Vec<_>>()
+    };
     let root = match yaml::parse(source) {
         Ok(n) => n,
-        Err(e) => return Err(with_src(vec![Diagnostic::new(ErrorKind::from_yaml(e.kind), file, e.span, e.message)])),
+        Err(e) => {
+            return Err(with_src(vec![Diagnostic::new(
+                ErrorKind::from_yaml(e.kind),
+                file,
+                e.span,
+                e.message,
+            )]))
+        }
     };
     // the version first, so that a file of another version gets one clear message
     match root.get("schema") {
@@ -252,16 +308,30 @@ pub fn load_text(project: &Project, file: &Path, source: &str) -> Result<Loaded,
                 ErrorKind::Schema,
                 file,
                 Some(v.span),
-                format!("unsupported schema version {}; this harness reads schema {SCHEMA_VERSION}", v.brief()),
+                format!(
+                    "unsupported schema version {}; this harness reads schema {SCHEMA_VERSION}",
+                    v.brief()
+                ),
             )]))
         }
         _ => {}
     }
     let sc: Scenario = match yaml::from_node(&root) {
         Ok(s) => s,
-        Err(e) => return Err(with_src(vec![Diagnostic::new(ErrorKind::from_yaml(e.kind), file, e.span, e.message)])),
+        Err(e) => {
+            return Err(with_src(vec![Diagnostic::new(
+                ErrorKind::from_yaml(e.kind),
+                file,
+                e.span,
+                e.message,
+            )]))
+        }
     };
-    let mut l = Linter { project, file, diags: vec![] };
+    let mut l = Linter {
+        project,
+        file,
+        diags: vec![],
+    };
     let loaded = l.check(sc, source);
     if l.diags.is_empty() {
         Ok(loaded)
@@ -293,7 +363,10 @@ impl Resolve for LintResolve<'_> {
         self.names.contains(name).then(|| identity_principal(name))
     }
     fn var(&self, name: &str) -> Option<Node> {
-        self.scope.get(name).or_else(|| self.vars.get(name)).cloned()
+        self.scope
+            .get(name)
+            .or_else(|| self.vars.get(name))
+            .cloned()
     }
     fn lenient(&self) -> bool {
         true
@@ -302,7 +375,9 @@ impl Resolve for LintResolve<'_> {
         self.names.iter().cloned().collect()
     }
     fn wasm(&self, canister: &str) -> Option<Vec<u8>> {
-        self.canisters.contains(canister).then(|| b"\0asm\x01\0\0\0".to_vec())
+        self.canisters
+            .contains(canister)
+            .then(|| b"\0asm\x01\0\0\0".to_vec())
     }
     fn template(&self, name: &str) -> bool {
         self.scope.contains_key(name) || self.vars.contains_key(name)
@@ -310,9 +385,19 @@ impl Resolve for LintResolve<'_> {
 }
 
 /// The canister and method of `canister.method`.
-pub fn split_target(l: &Loaded, target: &Spanned<String>, r: &dyn Resolve) -> Result<(String, String), ValueError> {
+pub fn split_target(
+    l: &Loaded,
+    target: &Spanned<String>,
+    r: &dyn Resolve,
+) -> Result<(String, String), ValueError> {
     let t = codec::interpolate_str(&target.value, target.span, r)?;
-    let (c, m) = t.split_once('.').ok_or_else(|| verr("unknown-method", target.span, format!("expected `canister.method`, found `{t}`")))?;
+    let (c, m) = t.split_once('.').ok_or_else(|| {
+        verr(
+            "unknown-method",
+            target.span,
+            format!("expected `canister.method`, found `{t}`"),
+        )
+    })?;
     let can = l.canister(c).ok_or_else(|| {
         verr(
             "unknown-canister",
@@ -340,12 +425,19 @@ pub fn split_target(l: &Loaded, target: &Spanned<String>, r: &dyn Resolve) -> Re
 }
 
 /// The identity a step calls as.
-pub fn sender_name(l: &Loaded, as_: Option<&Spanned<String>>, r: &dyn Resolve) -> Result<String, ValueError> {
+pub fn sender_name(
+    l: &Loaded,
+    as_: Option<&Spanned<String>>,
+    r: &dyn Resolve,
+) -> Result<String, ValueError> {
     match as_ {
         None => Ok(CONTROLLER.to_string()),
         Some(a) => {
             let name = codec::interpolate_str(&a.value, a.span, r)?;
-            if l.identities.contains(&name) || l.canister(&name).is_some() || Principal::from_text(&name).is_ok() {
+            if l.identities.contains(&name)
+                || l.canister(&name).is_some()
+                || Principal::from_text(&name).is_ok()
+            {
                 Ok(name)
             } else if r.lenient() && name.contains("${") {
                 Ok(CONTROLLER.to_string())
@@ -365,10 +457,16 @@ pub fn sender_name(l: &Loaded, as_: Option<&Spanned<String>>, r: &dyn Resolve) -
 
 /// A canister reference: a canister's logical name, an identity, or a principal (usually a
 /// `${capture}`); checked at lint time (captures are unknown then), resolved at run time.
-pub fn principal_ref(l: &Loaded, s: &Spanned<String>, r: &dyn Resolve) -> Result<Option<Principal>, ValueError> {
+pub fn principal_ref(
+    l: &Loaded,
+    s: &Spanned<String>,
+    r: &dyn Resolve,
+) -> Result<Option<Principal>, ValueError> {
     let name = codec::interpolate_str(&s.value, s.span, r)?;
     if l.canister(&name).is_some() || l.identities.contains(&name) {
-        return Ok(r.principal(&name).or_else(|| Some(identity_principal(&name))));
+        return Ok(r
+            .principal(&name)
+            .or_else(|| Some(identity_principal(&name))));
     }
     if let Ok(p) = Principal::from_text(&name) {
         return Ok(Some(p));
@@ -398,7 +496,10 @@ pub fn canisters_iface() -> Rc<Interface> {
 }
 
 pub fn canisters_rets(iface: &Interface) -> Vec<Type> {
-    iface.method("canisters").map(|f| f.rets.clone()).unwrap_or_default()
+    iface
+        .method("canisters")
+        .map(|f| f.rets.clone())
+        .unwrap_or_default()
 }
 
 /// A `canisters` step as a plain step (`expect`/`capture` inside the spec or beside it).
@@ -443,10 +544,20 @@ pub fn prepare_call(
 ) -> Result<Prepared, ValueError> {
     let (canister, method) = split_target(l, target, r)?;
     let can = l.canister(&canister).expect("checked by split_target");
-    let f = can.iface.method(&method).expect("checked by split_target").clone();
+    let f = can
+        .iface
+        .method(&method)
+        .expect("checked by split_target")
+        .clone();
     let sender = sender_name(l, step.as_.as_ref(), r)?;
     let arg = match (&step.args, &step.args_candid) {
-        (Some(_), Some(c)) => return Err(verr("type", c.span, "give `args` or `args_candid`, not both")),
+        (Some(_), Some(c)) => {
+            return Err(verr(
+                "type",
+                c.span,
+                "give `args` or `args_candid`, not both",
+            ))
+        }
         (_, Some(c)) => codec::encode_candid_args(&c.value, c.span, &f.args, &can.iface.env)?,
         (a, None) => {
             let node = match a {
@@ -462,7 +573,16 @@ pub fn prepare_call(
         }
     };
     let query = force_query.unwrap_or_else(|| f.is_query());
-    Ok(Prepared { canister, method, query, sender, arg, iface: can.iface.clone(), rets: f.rets.clone(), at: None })
+    Ok(Prepared {
+        canister,
+        method,
+        query,
+        sender,
+        arg,
+        iface: can.iface.clone(),
+        rets: f.rets.clone(),
+        at: None,
+    })
 }
 
 /// Check a step's expectations against a result (or, with `result == None`, only their types).
@@ -477,7 +597,12 @@ pub fn check_expect(
 ) -> Result<Vec<codec::Mismatch>, ValueError> {
     use candid::types::value::IDLValue;
     let strict = step.strict.unwrap_or(strict_default);
-    let m = codec::Matcher { env: &iface.env, resolve: r, strict, norm };
+    let m = codec::Matcher {
+        env: &iface.env,
+        resolve: r,
+        strict,
+        norm,
+    };
     let ret = codec::tuple_type(rets);
     let mut out = vec![];
     let expect = match &step.expect {
@@ -486,7 +611,11 @@ pub fn check_expect(
     };
     if let Some(rej) = &step.reject {
         if expect.is_some() {
-            return Err(verr("type", step.expect.as_ref().map(|e| e.0.span).unwrap_or_default(), "a step expects either a reply (`expect`) or a reject (`reject`), not both"));
+            return Err(verr(
+                "type",
+                step.expect.as_ref().map(|e| e.0.span).unwrap_or_default(),
+                "a step expects either a reply (`expect`) or a reject (`reject`), not both",
+            ));
         }
         let text: Type = candid::types::TypeInner::Text.into();
         let msg_pat = match &rej.message {
@@ -496,7 +625,16 @@ pub fn check_expect(
                 Some(match &n.kind {
                     Kind::Str(s) => Node {
                         span: n.span,
-                        kind: Kind::Map(vec![(Node { span: n.span, kind: Kind::Str("contains".into()) }, Node { span: n.span, kind: Kind::Str(s.clone()) })]),
+                        kind: Kind::Map(vec![(
+                            Node {
+                                span: n.span,
+                                kind: Kind::Str("contains".into()),
+                            },
+                            Node {
+                                span: n.span,
+                                kind: Kind::Str(s.clone()),
+                            },
+                        )]),
                     },
                     _ => n,
                 })
@@ -511,8 +649,18 @@ pub fn check_expect(
             }
             Some(Ok(v)) => out.push(codec::Mismatch {
                 path: "$".into(),
-                expected: format!("a reject{}", rej.code.as_ref().map(|c| format!(" {:?}", c.value)).unwrap_or_default()),
-                got: format!("a reply {}", norm.map(|n| codec::compact(&n.render(v))).unwrap_or_else(|| v.to_string())),
+                expected: format!(
+                    "a reject{}",
+                    rej.code
+                        .as_ref()
+                        .map(|c| format!(" {:?}", c.value))
+                        .unwrap_or_default()
+                ),
+                got: format!(
+                    "a reply {}",
+                    norm.map(|n| codec::compact(&n.render(v)))
+                        .unwrap_or_else(|| v.to_string())
+                ),
                 span: rej.code.as_ref().map(|c| c.span).unwrap_or_default(),
             }),
             Some(Err(reject)) => {
@@ -527,8 +675,17 @@ pub fn check_expect(
                     }
                 }
                 if let Some(p) = &msg_pat {
-                    let mut path = vec![codec::Seg::Field("reject".into()), codec::Seg::Field("message".into())];
-                    m.check(p, &text, Some(&IDLValue::Text(reject.message.clone())), &mut path, &mut out)?;
+                    let mut path = vec![
+                        codec::Seg::Field("reject".into()),
+                        codec::Seg::Field("message".into()),
+                    ];
+                    m.check(
+                        p,
+                        &text,
+                        Some(&IDLValue::Text(reject.message.clone())),
+                        &mut path,
+                        &mut out,
+                    )?;
                 }
             }
         }
@@ -556,12 +713,23 @@ pub fn check_expect(
 }
 
 /// Check the capture paths of a step against the reply type; returns (name, path).
-pub fn capture_paths(step: &Step, rets: &[Type], iface: &Interface) -> Result<Vec<(String, Vec<codec::Seg>, Span)>, ValueError> {
+pub fn capture_paths(
+    step: &Step,
+    rets: &[Type],
+    iface: &Interface,
+) -> Result<Vec<(String, Vec<codec::Seg>, Span)>, ValueError> {
     let ret = codec::tuple_type(rets);
     let mut out = vec![];
     for (name, path) in step.capture.iter() {
-        let segs = codec::parse_path(&path.value).map_err(|e| verr("capture-path", path.span, e))?;
-        codec::type_at(&ret, &segs, &iface.env).map_err(|e| verr("capture-path", path.span, format!("capture `{}`: {e}", name.value)))?;
+        let segs =
+            codec::parse_path(&path.value).map_err(|e| verr("capture-path", path.span, e))?;
+        codec::type_at(&ret, &segs, &iface.env).map_err(|e| {
+            verr(
+                "capture-path",
+                path.span,
+                format!("capture `{}`: {e}", name.value),
+            )
+        })?;
         out.push((name.value.clone(), segs, path.span));
     }
     Ok(out)
@@ -589,7 +757,20 @@ fn step_refs(s: &Step) -> Vec<(String, Span)> {
             }
         }
     };
-    for t in [&s.call, &s.query, &s.submit, &s.check, &s.tick_until, &s.failpoint, &s.as_, &s.at, &s.upgrade, &s.reinstall, &s.stop, &s.start] {
+    for t in [
+        &s.call,
+        &s.query,
+        &s.submit,
+        &s.check,
+        &s.tick_until,
+        &s.failpoint,
+        &s.as_,
+        &s.at,
+        &s.upgrade,
+        &s.reinstall,
+        &s.stop,
+        &s.start,
+    ] {
         sp(t, &mut out);
     }
     if let Some(f) = &s.fault {
@@ -623,25 +804,40 @@ fn step_refs(s: &Step) -> Vec<(String, Span)> {
 
 impl Linter<'_> {
     fn push(&mut self, kind: ErrorKind, span: Span, msg: impl Into<String>) {
-        self.diags.push(Diagnostic::new(kind, self.file, Some(span), msg));
+        self.diags
+            .push(Diagnostic::new(kind, self.file, Some(span), msg));
     }
 
     fn check(&mut self, sc: Scenario, source: &str) -> Loaded {
         let file = self.file.to_path_buf();
         // identities
-        let mut identities: BTreeSet<String> = [ANONYMOUS.to_string(), CONTROLLER.to_string()].into();
+        let mut identities: BTreeSet<String> =
+            [ANONYMOUS.to_string(), CONTROLLER.to_string()].into();
         for i in &sc.identities {
-            if !identities.insert(i.value.clone()) && i.value != ANONYMOUS && i.value != CONTROLLER {
-                self.push(ErrorKind::DuplicateKey, i.span, format!("identity `{}` declared twice", i.value));
+            if !identities.insert(i.value.clone()) && i.value != ANONYMOUS && i.value != CONTROLLER
+            {
+                self.push(
+                    ErrorKind::DuplicateKey,
+                    i.span,
+                    format!("identity `{}` declared twice", i.value),
+                );
             }
         }
         // vars
-        let vars: BTreeMap<String, Node> = sc.vars.iter().map(|(k, v)| (k.value.clone(), v.0.clone())).collect();
+        let vars: BTreeMap<String, Node> = sc
+            .vars
+            .iter()
+            .map(|(k, v)| (k.value.clone(), v.0.clone()))
+            .collect();
         // canisters
         let mut canisters = vec![];
         for (name, c) in sc.canisters.iter() {
             if identities.contains(&name.value) {
-                self.push(ErrorKind::DuplicateKey, name.span, format!("`{}` is both an identity and a canister", name.value));
+                self.push(
+                    ErrorKind::DuplicateKey,
+                    name.span,
+                    format!("`{}` is both an identity and a canister", name.value),
+                );
             }
             if let Some(cp) = self.canister(name, c) {
                 canisters.push(cp);
@@ -666,21 +862,43 @@ impl Linter<'_> {
         let can_names: BTreeSet<String> = loaded.canisters.iter().map(|c| c.name.clone()).collect();
         let empty = BTreeMap::new();
         for cp in &loaded.canisters {
-            let r = LintResolve { names: &names, canisters: &can_names, vars: &loaded.vars, scope: &empty };
+            let r = LintResolve {
+                names: &names,
+                canisters: &can_names,
+                vars: &loaded.vars,
+                scope: &empty,
+            };
             if let Err(e) = init_arg(cp, &r) {
                 self.diags.push(vdiag(self.file, e));
             }
             for ctl in &cp.controllers {
                 if !loaded.identities.contains(ctl) && loaded.canister(ctl).is_none() {
-                    let span = sc.canisters.get(&cp.name).and_then(|c| c.controllers.as_ref()).and_then(|cs| cs.iter().find(|x| &x.value == ctl)).map(|x| x.span).unwrap_or(cp.span);
-                    self.push(ErrorKind::UnknownIdentity, span, format!("controller `{ctl}` is not a declared identity or canister"));
+                    let span = sc
+                        .canisters
+                        .get(&cp.name)
+                        .and_then(|c| c.controllers.as_ref())
+                        .and_then(|cs| cs.iter().find(|x| &x.value == ctl))
+                        .map(|x| x.span)
+                        .unwrap_or(cp.span);
+                    self.push(
+                        ErrorKind::UnknownIdentity,
+                        span,
+                        format!("controller `{ctl}` is not a declared identity or canister"),
+                    );
                 }
             }
         }
         // requires.features must exist in some crate of the scenario
         for f in &sc.requires.features {
             let name = f.value.trim_start_matches('!');
-            let known = loaded.canisters.iter().any(|c| self.project.ws.crates.get(&c.spec.krate).map(|k| k.features.contains(name)).unwrap_or(false));
+            let known = loaded.canisters.iter().any(|c| {
+                self.project
+                    .ws
+                    .crates
+                    .get(&c.spec.krate)
+                    .map(|k| k.features.contains(name))
+                    .unwrap_or(false)
+            });
             if !known {
                 let all: Vec<&str> = loaded
                     .canisters
@@ -688,31 +906,66 @@ impl Linter<'_> {
                     .filter_map(|c| self.project.ws.crates.get(&c.spec.krate))
                     .flat_map(|k| k.features.iter().map(String::as_str))
                     .collect();
-                self.push(ErrorKind::UnknownFeature, f.span, format!("no canister crate of this scenario has a feature `{name}`{}", crate::diag::did_you_mean(name, all)));
+                self.push(
+                    ErrorKind::UnknownFeature,
+                    f.span,
+                    format!(
+                        "no canister crate of this scenario has a feature `{name}`{}",
+                        crate::diag::did_you_mean(name, all)
+                    ),
+                );
             }
         }
         // steps
         let root_scope = Arc::new(BTreeMap::new());
         let with_cases = !sc.variants.cases.is_empty();
         let lint_base = !with_cases || sc.variants.base == Some(true);
-        if with_cases && (!sc.variants.fault_at_each_stage.is_empty() || !sc.variants.upgrade_at_each_stage.is_empty()) {
+        if with_cases
+            && (!sc.variants.fault_at_each_stage.is_empty()
+                || !sc.variants.upgrade_at_each_stage.is_empty())
+        {
             self.push(ErrorKind::Variant, sc.variants.cases[0].name.span, "`cases` do not combine with `fault_at_each_stage`/`upgrade_at_each_stage`; use one or the other");
         }
-        loaded.steps = if lint_base { self.expand(&sc, &sc.steps, "", &root_scope, 0) } else { vec![] };
+        loaded.steps = if lint_base {
+            self.expand(&sc, &sc.steps, "", &root_scope, 0)
+        } else {
+            vec![]
+        };
         loaded.on_fault = self.expand(&sc, &sc.on_fault, "on_fault.", &root_scope, 0);
         loaded.invariants = self.expand(&sc, &sc.invariants, "invariant.", &root_scope, 0);
         let mut seen: BTreeMap<String, Span> = BTreeMap::new();
-        for s in loaded.steps.iter().chain(&loaded.on_fault).chain(&loaded.invariants) {
+        for s in loaded
+            .steps
+            .iter()
+            .chain(&loaded.on_fault)
+            .chain(&loaded.invariants)
+        {
             if let Some(prev) = seen.insert(s.id.clone(), s.span) {
-                self.push(ErrorKind::StepId, s.span, format!("step id `{}` is already used at line {}", s.id, prev.line));
+                self.push(
+                    ErrorKind::StepId,
+                    s.span,
+                    format!("step id `{}` is already used at line {}", s.id, prev.line),
+                );
             }
         }
         for s in &loaded.invariants {
             if !matches!(s.action, "check" | "query" | "call") {
-                self.push(ErrorKind::StepAction, s.span, format!("an invariant is a `check` (a query with expectations), not `{}`", s.action));
+                self.push(
+                    ErrorKind::StepAction,
+                    s.span,
+                    format!(
+                        "an invariant is a `check` (a query with expectations), not `{}`",
+                        s.action
+                    ),
+                );
             }
         }
-        loaded.stages = loaded.steps.iter().filter(|s| s.step.stage).map(|s| s.id.clone()).collect();
+        loaded.stages = loaded
+            .steps
+            .iter()
+            .filter(|s| s.step.stage)
+            .map(|s| s.id.clone())
+            .collect();
         // dry run of every step
         let mut defined: BTreeSet<String> = loaded.vars.keys().cloned().collect();
         let mut submits: BTreeMap<String, (String, String)> = BTreeMap::new();
@@ -721,14 +974,23 @@ impl Linter<'_> {
             self.dry(&loaded, s, &mut defined, &mut submits, &names);
         }
         let mut d2 = defined.clone();
-        for s in loaded.on_fault.clone().iter().chain(loaded.invariants.clone().iter()) {
+        for s in loaded
+            .on_fault
+            .clone()
+            .iter()
+            .chain(loaded.invariants.clone().iter())
+        {
             self.dry(&loaded, s, &mut d2, &mut submits, &names);
         }
         // cases: the steps once per case, with the case's vars in scope
         let mut case_names = BTreeSet::new();
         for case in &sc.variants.cases {
             if !case_names.insert(case.name.value.clone()) {
-                self.push(ErrorKind::Variant, case.name.span, format!("case `{}` is listed twice", case.name.value));
+                self.push(
+                    ErrorKind::Variant,
+                    case.name.span,
+                    format!("case `{}` is listed twice", case.name.value),
+                );
             }
             let mut scope = BTreeMap::new();
             for (k, v) in case.vars.iter() {
@@ -739,7 +1001,14 @@ impl Linter<'_> {
             let mut seen: BTreeMap<String, Span> = BTreeMap::new();
             for s in steps.iter().chain(&loaded.invariants) {
                 if let Some(prev) = seen.insert(s.id.clone(), s.span) {
-                    self.push(ErrorKind::StepId, s.span, format!("step id `{}` is already used at line {} (case `{}`)", s.id, prev.line, case.name.value));
+                    self.push(
+                        ErrorKind::StepId,
+                        s.span,
+                        format!(
+                            "step id `{}` is already used at line {} (case `{}`)",
+                            s.id, prev.line, case.name.value
+                        ),
+                    );
                 }
             }
             let mut defined: BTreeSet<String> = loaded.vars.keys().cloned().collect();
@@ -751,54 +1020,138 @@ impl Linter<'_> {
                 self.dry(&loaded, s, &mut defined, &mut submits, &names);
             }
             loaded.steps = before;
-            let cell = case.cell.as_ref().and_then(|c| match (&c.fault, &c.upgrade) {
-                (Some(f), None) => Some(("fault".to_string(), f.value.clone(), c.stage.value.clone())),
-                (None, Some(u)) => Some(("upgrade".to_string(), u.value.clone(), c.stage.value.clone())),
-                _ => {
-                    self.push(ErrorKind::Variant, c.stage.span, "a `cell` names a `stage` and exactly one of `fault` or `upgrade`");
-                    None
-                }
-            });
+            let cell = case
+                .cell
+                .as_ref()
+                .and_then(|c| match (&c.fault, &c.upgrade) {
+                    (Some(f), None) => {
+                        Some(("fault".to_string(), f.value.clone(), c.stage.value.clone()))
+                    }
+                    (None, Some(u)) => Some((
+                        "upgrade".to_string(),
+                        u.value.clone(),
+                        c.stage.value.clone(),
+                    )),
+                    _ => {
+                        self.push(
+                            ErrorKind::Variant,
+                            c.stage.span,
+                            "a `cell` names a `stage` and exactly one of `fault` or `upgrade`",
+                        );
+                        None
+                    }
+                });
             if let Some(k) = &case.known_bug {
                 if !steps.iter().any(|s| s.id == k.at.value) {
-                    self.push(ErrorKind::StepId, k.at.span, format!("known_bug.at: case `{}` has no step `{}`", case.name.value, k.at.value));
+                    self.push(
+                        ErrorKind::StepId,
+                        k.at.span,
+                        format!(
+                            "known_bug.at: case `{}` has no step `{}`",
+                            case.name.value, k.at.value
+                        ),
+                    );
                 }
             }
-            loaded.cases.push(LoadedCase { name: case.name.value.clone(), steps, cell, known_bug: case.known_bug.clone() });
+            loaded.cases.push(LoadedCase {
+                name: case.name.value.clone(),
+                steps,
+                cell,
+                known_bug: case.known_bug.clone(),
+            });
         }
         // variants
         let v = &sc.variants;
-        if (!v.fault_at_each_stage.is_empty() || !v.upgrade_at_each_stage.is_empty()) && loaded.stages.is_empty() {
-            let span = v.fault_at_each_stage.first().map(|f| f.name.span).or(v.upgrade_at_each_stage.first().map(|u| u.canister.span)).unwrap_or_default();
-            self.push(ErrorKind::Variant, span, "variants at each stage need steps marked `stage: true`");
+        if (!v.fault_at_each_stage.is_empty() || !v.upgrade_at_each_stage.is_empty())
+            && loaded.stages.is_empty()
+        {
+            let span = v
+                .fault_at_each_stage
+                .first()
+                .map(|f| f.name.span)
+                .or(v.upgrade_at_each_stage.first().map(|u| u.canister.span))
+                .unwrap_or_default();
+            self.push(
+                ErrorKind::Variant,
+                span,
+                "variants at each stage need steps marked `stage: true`",
+            );
         }
         for fv in &v.fault_at_each_stage {
             match (&fv.fault, &fv.failpoint) {
                 (Some(f), None) => self.fault_spec(&loaded, f),
                 (None, Some(c)) => {
-                    let st = Step { failpoint: Some(c.clone()), as_: fv.as_.clone(), args: fv.args.clone(), ..Default::default() };
-                    let ps = PStep { id: format!("variant.{}", fv.name.value), span: c.span, step: st, action: "failpoint", scope: root_scope.clone(), lint: true };
+                    let st = Step {
+                        failpoint: Some(c.clone()),
+                        as_: fv.as_.clone(),
+                        args: fv.args.clone(),
+                        ..Default::default()
+                    };
+                    let ps = PStep {
+                        id: format!("variant.{}", fv.name.value),
+                        span: c.span,
+                        step: st,
+                        action: "failpoint",
+                        scope: root_scope.clone(),
+                        lint: true,
+                    };
                     let mut d = defined.clone();
                     self.dry(&loaded, &ps, &mut d, &mut submits, &names);
                 }
-                _ => self.push(ErrorKind::Variant, fv.name.span, format!("fault variant `{}` needs exactly one of `fault` or `failpoint`", fv.name.value)),
+                _ => self.push(
+                    ErrorKind::Variant,
+                    fv.name.span,
+                    format!(
+                        "fault variant `{}` needs exactly one of `fault` or `failpoint`",
+                        fv.name.value
+                    ),
+                ),
             }
         }
-        let stage_filters = v.fault_at_each_stage.iter().filter_map(|f| f.stages.as_ref()).chain(v.upgrade_at_each_stage.iter().filter_map(|u| u.stages.as_ref()));
+        let stage_filters = v
+            .fault_at_each_stage
+            .iter()
+            .filter_map(|f| f.stages.as_ref())
+            .chain(
+                v.upgrade_at_each_stage
+                    .iter()
+                    .filter_map(|u| u.stages.as_ref()),
+            );
         for filter in stage_filters {
             for f in filter {
-                if !loaded.stages.iter().any(|s| *s == f.value || (f.value.ends_with('.') && s.starts_with(f.value.as_str()))) {
+                if !loaded.stages.iter().any(|s| {
+                    *s == f.value || (f.value.ends_with('.') && s.starts_with(f.value.as_str()))
+                }) {
                     self.push(
                         ErrorKind::Variant,
                         f.span,
-                        format!("`{}` selects no stage (stages: {}){}", f.value, loaded.stages.join(", "), crate::diag::did_you_mean(&f.value, loaded.stages.iter().map(String::as_str))),
+                        format!(
+                            "`{}` selects no stage (stages: {}){}",
+                            f.value,
+                            loaded.stages.join(", "),
+                            crate::diag::did_you_mean(
+                                &f.value,
+                                loaded.stages.iter().map(String::as_str)
+                            )
+                        ),
                     );
                 }
             }
         }
         for uv in &v.upgrade_at_each_stage {
             match loaded.canister(&uv.canister.value) {
-                None => self.push(ErrorKind::UnknownCanister, uv.canister.span, format!("no canister `{}`{}", uv.canister.value, crate::diag::did_you_mean(&uv.canister.value, loaded.canisters.iter().map(|c| c.name.as_str())))),
+                None => self.push(
+                    ErrorKind::UnknownCanister,
+                    uv.canister.span,
+                    format!(
+                        "no canister `{}`{}",
+                        uv.canister.value,
+                        crate::diag::did_you_mean(
+                            &uv.canister.value,
+                            loaded.canisters.iter().map(|c| c.name.as_str())
+                        )
+                    ),
+                ),
                 Some(c) => {
                     if let Some(fs) = &uv.features {
                         self.features(&c.spec.krate, fs);
@@ -810,7 +1163,9 @@ impl Linter<'_> {
     }
 
     fn features(&mut self, krate: &str, fs: &[Spanned<String>]) {
-        let Some(info) = self.project.ws.crates.get(krate) else { return };
+        let Some(info) = self.project.ws.crates.get(krate) else {
+            return;
+        };
         for f in fs {
             if !info.features.contains(&f.value) {
                 self.push(
@@ -819,8 +1174,15 @@ impl Linter<'_> {
                     format!(
                         "crate `{krate}` has no feature `{}` (features: {}){}",
                         f.value,
-                        if info.features.is_empty() { "none".to_string() } else { info.features.iter().cloned().collect::<Vec<_>>().join(", ") },
-                        crate::diag::did_you_mean(&f.value, info.features.iter().map(String::as_str))
+                        if info.features.is_empty() {
+                            "none".to_string()
+                        } else {
+                            info.features.iter().cloned().collect::<Vec<_>>().join(", ")
+                        },
+                        crate::diag::did_you_mean(
+                            &f.value,
+                            info.features.iter().map(String::as_str)
+                        )
                     ),
                 );
             }
@@ -832,7 +1194,14 @@ impl Linter<'_> {
         let krate = &c.krate.value;
         if !ws.crates.contains_key(krate) {
             let names: Vec<&str> = ws.crates.keys().map(String::as_str).collect();
-            self.push(ErrorKind::Build, c.krate.span, format!("`{krate}` is not a crate of the workspace{}", crate::diag::did_you_mean(krate, names)));
+            self.push(
+                ErrorKind::Build,
+                c.krate.span,
+                format!(
+                    "`{krate}` is not a crate of the workspace{}",
+                    crate::diag::did_you_mean(krate, names)
+                ),
+            );
             return None;
         }
         self.features(krate, &c.features);
@@ -848,9 +1217,18 @@ impl Linter<'_> {
                 .and_then(|a| crate::builds::candid_of(&a).map(|t| (a, t)))
                 .and_then(|(a, text)| Interface::from_text(&text).map(|i| (a, i)));
             return match iface {
-                Ok((art, iface)) => Some(self.plan(name, c, spec, art.path.clone(), Rc::new(iface))),
+                Ok((art, iface)) => {
+                    Some(self.plan(name, c, spec, art.path.clone(), Rc::new(iface)))
+                }
                 Err(e) => {
-                    self.push(ErrorKind::Build, did_span, format!("cannot read the Candid interface from the wasm of {}: {e}", spec.key()));
+                    self.push(
+                        ErrorKind::Build,
+                        did_span,
+                        format!(
+                            "cannot read the Candid interface from the wasm of {}: {e}",
+                            spec.key()
+                        ),
+                    );
                     None
                 }
             };
@@ -862,20 +1240,35 @@ impl Linter<'_> {
         let iface = match Interface::load_file(&did) {
             Ok(i) => Rc::new(i),
             Err(e) => {
-                self.push(ErrorKind::Build, did_span, format!("cannot load the Candid interface: {e}"));
+                self.push(
+                    ErrorKind::Build,
+                    did_span,
+                    format!("cannot load the Candid interface: {e}"),
+                );
                 return None;
             }
         };
         Some(self.plan(name, c, spec, did, iface))
     }
 
-    fn plan(&mut self, name: &Spanned<String>, c: &CanisterDecl, spec: BuildSpec, did: PathBuf, iface: Rc<Interface>) -> CanisterPlan {
+    fn plan(
+        &mut self,
+        name: &Spanned<String>,
+        c: &CanisterDecl,
+        spec: BuildSpec,
+        did: PathBuf,
+        iface: Rc<Interface>,
+    ) -> CanisterPlan {
         let cycles = match &c.cycles {
             None => 100_000_000_000_000u128,
             Some(n) => match codec::parse_big(&n.0).and_then(|i| u128::try_from(i).ok()) {
                 Some(v) => v,
                 None => {
-                    self.push(ErrorKind::Type, n.0.span, "cycles must be a non-negative number (`100T`, \"5_000_000\")");
+                    self.push(
+                        ErrorKind::Type,
+                        n.0.span,
+                        "cycles must be a non-negative number (`100T`, \"5_000_000\")",
+                    );
                     0
                 }
             },
@@ -889,22 +1282,48 @@ impl Linter<'_> {
             init: c.init.as_ref().map(|n| n.0.clone()),
             init_candid: c.init_candid.clone(),
             cycles,
-            controllers: c.controllers.as_ref().map(|v| v.iter().map(|x| x.value.clone()).collect()).unwrap_or_else(|| vec![CONTROLLER.to_string()]),
+            controllers: c
+                .controllers
+                .as_ref()
+                .map(|v| v.iter().map(|x| x.value.clone()).collect())
+                .unwrap_or_else(|| vec![CONTROLLER.to_string()]),
         }
     }
 
-    fn expand(&mut self, sc: &Scenario, steps: &[Spanned<Step>], prefix: &str, scope: &Arc<BTreeMap<String, Node>>, depth: usize) -> Vec<PStep> {
+    fn expand(
+        &mut self,
+        sc: &Scenario,
+        steps: &[Spanned<Step>],
+        prefix: &str,
+        scope: &Arc<BTreeMap<String, Node>>,
+        depth: usize,
+    ) -> Vec<PStep> {
         let mut out = vec![];
         for (i, s) in steps.iter().enumerate() {
             let acts = actions_of(&s.value);
             let action = match acts.as_slice() {
                 [a] => *a,
                 [] => {
-                    self.push(ErrorKind::StepAction, s.span, format!("this step has no action; give one of: {}", ACTIONS.join(", ")));
+                    self.push(
+                        ErrorKind::StepAction,
+                        s.span,
+                        format!(
+                            "this step has no action; give one of: {}",
+                            ACTIONS.join(", ")
+                        ),
+                    );
                     continue;
                 }
                 many => {
-                    self.push(ErrorKind::StepAction, s.span, format!("this step has {} actions ({}); a step does exactly one thing", many.len(), many.join(", ")));
+                    self.push(
+                        ErrorKind::StepAction,
+                        s.span,
+                        format!(
+                            "this step has {} actions ({}); a step does exactly one thing",
+                            many.len(),
+                            many.join(", ")
+                        ),
+                    );
                     continue;
                 }
             };
@@ -915,7 +1334,11 @@ impl Linter<'_> {
             if action == "include" {
                 let mut inc_name = s.value.include.clone().expect("include");
                 if let Some(var) = codec::var_ref(&inc_name.value) {
-                    match scope.get(var).or_else(|| sc.vars.get(var).map(|n| &n.0)).and_then(|n| n.as_str().map(str::to_string)) {
+                    match scope
+                        .get(var)
+                        .or_else(|| sc.vars.get(var).map(|n| &n.0))
+                        .and_then(|n| n.as_str().map(str::to_string))
+                    {
                         Some(name) => inc_name.value = name,
                         None => {
                             self.push(ErrorKind::Include, inc_name.span, format!("`include: {}` needs `{var}` to be the name of an include here (a var, case var or include parameter)", inc_name.value));
@@ -928,12 +1351,20 @@ impl Linter<'_> {
                     self.push(
                         ErrorKind::Include,
                         inc_name.span,
-                        format!("no include named `{}`{}", inc_name.value, crate::diag::did_you_mean(&inc_name.value, sc.includes.keys())),
+                        format!(
+                            "no include named `{}`{}",
+                            inc_name.value,
+                            crate::diag::did_you_mean(&inc_name.value, sc.includes.keys())
+                        ),
                     );
                     continue;
                 };
                 if depth > 8 {
-                    self.push(ErrorKind::Include, inc_name.span, "includes nest too deeply (a cycle?)");
+                    self.push(
+                        ErrorKind::Include,
+                        inc_name.span,
+                        "includes nest too deeply (a cycle?)",
+                    );
                     continue;
                 }
                 let params: Vec<&str> = inc.params.iter().map(|p| p.value.as_str()).collect();
@@ -942,13 +1373,25 @@ impl Linter<'_> {
                         self.push(
                             ErrorKind::Include,
                             k.span,
-                            format!("include `{}` has no parameter `{}`{}", inc_name.value, k.value, crate::diag::did_you_mean(&k.value, params.iter().copied())),
+                            format!(
+                                "include `{}` has no parameter `{}`{}",
+                                inc_name.value,
+                                k.value,
+                                crate::diag::did_you_mean(&k.value, params.iter().copied())
+                            ),
                         );
                     }
                 }
                 for p in &params {
                     if s.value.with.get(p).is_none() {
-                        self.push(ErrorKind::Include, inc_name.span, format!("include `{}` needs parameter `{p}` (under `with:`)", inc_name.value));
+                        self.push(
+                            ErrorKind::Include,
+                            inc_name.span,
+                            format!(
+                                "include `{}` needs parameter `{p}` (under `with:`)",
+                                inc_name.value
+                            ),
+                        );
                     }
                 }
                 let mut inner = (**scope).clone();
@@ -966,24 +1409,53 @@ impl Linter<'_> {
             }
             if s.value.steps.is_some() || s.value.var.is_some() {
                 let span = s.value.var.as_ref().map(|v| v.span).unwrap_or(s.span);
-                self.push(ErrorKind::StepAction, span, "`steps` and `var` belong to a `repeat` step");
+                self.push(
+                    ErrorKind::StepAction,
+                    span,
+                    "`steps` and `var` belong to a `repeat` step",
+                );
             }
-            out.push(PStep { id, span: s.span, step: s.value.clone(), action, scope: scope.clone(), lint: true });
+            out.push(PStep {
+                id,
+                span: s.span,
+                step: s.value.clone(),
+                action,
+                scope: scope.clone(),
+                lint: true,
+            });
         }
         out
     }
 
     /// `{id: fill, repeat: N, var: i, steps: [...]}`: the steps N times with `${i}` = 0..N-1; inner ids
     /// become `fill.<inner>-<i>`.
-    fn repeat(&mut self, sc: &Scenario, s: &Spanned<Step>, id: &str, scope: &Arc<BTreeMap<String, Node>>, depth: usize) -> Vec<PStep> {
+    fn repeat(
+        &mut self,
+        sc: &Scenario,
+        s: &Spanned<Step>,
+        id: &str,
+        scope: &Arc<BTreeMap<String, Node>>,
+        depth: usize,
+    ) -> Vec<PStep> {
         let st = &s.value;
         let n = st.repeat.as_ref().expect("repeat");
         let Some(inner) = &st.steps else {
-            self.push(ErrorKind::StepAction, n.span, "a `repeat` step needs `steps:` (the steps to repeat)");
+            self.push(
+                ErrorKind::StepAction,
+                n.span,
+                "a `repeat` step needs `steps:` (the steps to repeat)",
+            );
             return vec![];
         };
         if n.value == 0 || n.value > MAX_REPEAT {
-            self.push(ErrorKind::StepAction, n.span, format!("`repeat` takes 1 to {MAX_REPEAT} iterations, found {}", n.value));
+            self.push(
+                ErrorKind::StepAction,
+                n.span,
+                format!(
+                    "`repeat` takes 1 to {MAX_REPEAT} iterations, found {}",
+                    n.value
+                ),
+            );
             return vec![];
         }
         if inner.is_empty() {
@@ -991,33 +1463,79 @@ impl Linter<'_> {
             return vec![];
         }
         if st.stage {
-            self.push(ErrorKind::StepAction, s.span, "a `repeat` step is not a stage; mark a step inside it with `stage: true`");
+            self.push(
+                ErrorKind::StepAction,
+                s.span,
+                "a `repeat` step is not a stage; mark a step inside it with `stage: true`",
+            );
         }
-        for (k, what) in [(st.as_.is_some(), "as"), (st.args.is_some(), "args"), (st.expect.is_some(), "expect"), (!st.capture.is_empty(), "capture")] {
+        for (k, what) in [
+            (st.as_.is_some(), "as"),
+            (st.args.is_some(), "args"),
+            (st.expect.is_some(), "expect"),
+            (!st.capture.is_empty(), "capture"),
+        ] {
             if k {
-                self.push(ErrorKind::StepAction, s.span, format!("`{what}` does not apply to a `repeat` step (put it on the steps inside)"));
+                self.push(
+                    ErrorKind::StepAction,
+                    s.span,
+                    format!(
+                        "`{what}` does not apply to a `repeat` step (put it on the steps inside)"
+                    ),
+                );
             }
         }
         if depth > 8 {
-            self.push(ErrorKind::Include, n.span, "repeats and includes nest too deeply");
+            self.push(
+                ErrorKind::Include,
+                n.span,
+                "repeats and includes nest too deeply",
+            );
             return vec![];
         }
-        let var = st.var.as_ref().map(|v| v.value.clone()).unwrap_or_else(|| "i".to_string());
+        let var = st
+            .var
+            .as_ref()
+            .map(|v| v.value.clone())
+            .unwrap_or_else(|| "i".to_string());
         if var.is_empty() || !var.chars().all(|c| c.is_alphanumeric() || c == '_') {
-            self.push(ErrorKind::StepAction, st.var.as_ref().map(|v| v.span).unwrap_or(n.span), format!("`var: {var}` is not a plain name"));
+            self.push(
+                ErrorKind::StepAction,
+                st.var.as_ref().map(|v| v.span).unwrap_or(n.span),
+                format!("`var: {var}` is not a plain name"),
+            );
             return vec![];
         }
         let mut out = vec![];
         for k in 0..n.value {
             let mut inner_scope = (**scope).clone();
-            inner_scope.insert(var.clone(), Node { span: n.span, kind: crate::yaml::Kind::Int(k as i128) });
+            inner_scope.insert(
+                var.clone(),
+                Node {
+                    span: n.span,
+                    kind: crate::yaml::Kind::Int(k as i128),
+                },
+            );
             let before = self.diags.len();
-            let expanded = self.expand(sc, inner, &format!("{id}."), &Arc::new(inner_scope), depth + 1);
+            let expanded = self.expand(
+                sc,
+                inner,
+                &format!("{id}."),
+                &Arc::new(inner_scope),
+                depth + 1,
+            );
             let lint = n.value <= LINT_ALL_ITERATIONS || k == 0 || k + 1 == n.value;
             let ids: BTreeSet<String> = expanded.iter().map(|p| format!("{}-{k}", p.id)).collect();
             for mut p in expanded {
                 // `await`, `clear_fault`, `release` name steps of the same iteration by their inner id
-                for r in [&mut p.step.await_, &mut p.step.clear_fault, &mut p.step.release].into_iter().flatten() {
+                for r in [
+                    &mut p.step.await_,
+                    &mut p.step.clear_fault,
+                    &mut p.step.release,
+                ]
+                .into_iter()
+                .flatten()
+                {
                     let full = format!("{id}.{}-{k}", r.value);
                     if ids.contains(&full) {
                         r.value = full;
@@ -1039,7 +1557,10 @@ impl Linter<'_> {
 
     fn fault_spec(&mut self, l: &Loaded, f: &FaultSpec) {
         let is_ref = |s: &str| s.contains("${") || Principal::from_text(s).is_ok();
-        if f.target.value != "management" && l.canister(&f.target.value).is_none() && !is_ref(&f.target.value) {
+        if f.target.value != "management"
+            && l.canister(&f.target.value).is_none()
+            && !is_ref(&f.target.value)
+        {
             self.push(
                 ErrorKind::UnknownCanister,
                 f.target.span,
@@ -1047,8 +1568,18 @@ impl Linter<'_> {
             );
         }
         if let Some(c) = &f.caller {
-            if !l.identities.contains(&c.value) && l.canister(&c.value).is_none() && !is_ref(&c.value) {
-                self.push(ErrorKind::UnknownIdentity, c.span, format!("fault caller `{}` is neither an identity nor a canister", c.value));
+            if !l.identities.contains(&c.value)
+                && l.canister(&c.value).is_none()
+                && !is_ref(&c.value)
+            {
+                self.push(
+                    ErrorKind::UnknownIdentity,
+                    c.span,
+                    format!(
+                        "fault caller `{}` is neither an identity nor a canister",
+                        c.value
+                    ),
+                );
             }
         }
     }
@@ -1064,7 +1595,12 @@ impl Linter<'_> {
         if !s.lint {
             // a middle iteration of a long `repeat`: only what it defines
             let can_names: BTreeSet<String> = l.canisters.iter().map(|c| c.name.clone()).collect();
-            let r = LintResolve { names, canisters: &can_names, vars: &l.vars, scope: &s.scope };
+            let r = LintResolve {
+                names,
+                canisters: &can_names,
+                vars: &l.vars,
+                scope: &s.scope,
+            };
             for (k, _) in s.step.capture.iter() {
                 if let Ok(n) = codec::interpolate_str(&k.value, k.span, &r) {
                     defined.insert(n);
@@ -1075,7 +1611,11 @@ impl Linter<'_> {
         // undefined ${…}
         for (name, span) in step_refs(&s.step) {
             if !defined.contains(&name) && !s.scope.contains_key(&name) {
-                let cands: Vec<&str> = defined.iter().map(String::as_str).chain(s.scope.keys().map(String::as_str)).collect();
+                let cands: Vec<&str> = defined
+                    .iter()
+                    .map(String::as_str)
+                    .chain(s.scope.keys().map(String::as_str))
+                    .collect();
                 self.push(
                     ErrorKind::UndefinedCapture,
                     span,
@@ -1084,19 +1624,41 @@ impl Linter<'_> {
             }
         }
         let can_names: BTreeSet<String> = l.canisters.iter().map(|c| c.name.clone()).collect();
-        let r = LintResolve { names, canisters: &can_names, vars: &l.vars, scope: &s.scope };
+        let r = LintResolve {
+            names,
+            canisters: &can_names,
+            vars: &l.vars,
+            scope: &s.scope,
+        };
         let st = &s.step;
         let res: Result<(), ValueError> = (|| {
             if let Some(at) = &st.at {
-                if !matches!(s.action, "call" | "query" | "check" | "submit" | "tick_until" | "failpoint" | "upgrade" | "reinstall") {
+                if !matches!(
+                    s.action,
+                    "call"
+                        | "query"
+                        | "check"
+                        | "submit"
+                        | "tick_until"
+                        | "failpoint"
+                        | "upgrade"
+                        | "reinstall"
+                ) {
                     return Err(verr("type", at.span, "`at` applies to `call`, `query`, `check`, `submit`, `tick_until`, `upgrade` and `reinstall`"));
                 }
                 if matches!(s.action, "upgrade" | "reinstall") {
                     principal_ref(l, at, &r)?;
                 }
             }
-            if st.reject.is_some() && matches!(s.action, "upgrade" | "reinstall") && st.expect.is_some() {
-                return Err(verr("type", s.span, "an upgrade expects `reject:` (refused) or nothing (succeeds)"));
+            if st.reject.is_some()
+                && matches!(s.action, "upgrade" | "reinstall")
+                && st.expect.is_some()
+            {
+                return Err(verr(
+                    "type",
+                    s.span,
+                    "an upgrade expects `reject:` (refused) or nothing (succeeds)",
+                ));
             }
             match s.action {
                 "call" | "query" | "submit" | "check" | "tick_until" | "failpoint" => {
@@ -1117,7 +1679,13 @@ impl Linter<'_> {
                                     ));
                                 }
                             }
-                            (Spanned { span: c.span, value: format!("{}.failpoint_arm", c.value) }, Some(false))
+                            (
+                                Spanned {
+                                    span: c.span,
+                                    value: format!("{}.failpoint_arm", c.value),
+                                },
+                                Some(false),
+                            )
                         }
                     };
                     let p = prepare_call(l, &target, force, st, &r)?;
@@ -1136,11 +1704,21 @@ impl Linter<'_> {
                         if let Some(d) = &st.every {
                             let v = codec::interpolate_str(&d.value, d.span, &r)?;
                             if !v.contains("${") {
-                                parse_duration(&v).ok_or_else(|| verr("duration", d.span, format!("cannot read the duration `{v}`")))?;
+                                parse_duration(&v).ok_or_else(|| {
+                                    verr(
+                                        "duration",
+                                        d.span,
+                                        format!("cannot read the duration `{v}`"),
+                                    )
+                                })?;
                             }
                         }
                         if s.action == "tick_until" && st.expect.is_none() {
-                            return Err(verr("type", s.span, "`tick_until` needs an `expect` (the condition to wait for)"));
+                            return Err(verr(
+                                "type",
+                                s.span,
+                                "`tick_until` needs an `expect` (the condition to wait for)",
+                            ));
                         }
                         check_expect(st, l.sc.strict, &p.iface, &p.rets, None, &r, None)?;
                         for (name, _, span) in capture_paths(st, &p.rets, &p.iface)? {
@@ -1162,17 +1740,35 @@ impl Linter<'_> {
                     match (&c.set, &c.add) {
                         (Some(n), None) | (None, Some(n)) => {
                             let n = codec::interpolate(&n.0, &r)?;
-                            if codec::parse_big(&n).and_then(|i| u128::try_from(i).ok()).is_none() && !n.as_str().map(|x| x.contains("${")).unwrap_or(false) {
-                                return Err(verr("type", n.span, "cycles must be a non-negative number (`0`, `5T`, \"1_000\")"));
+                            if codec::parse_big(&n)
+                                .and_then(|i| u128::try_from(i).ok())
+                                .is_none()
+                                && !n.as_str().map(|x| x.contains("${")).unwrap_or(false)
+                            {
+                                return Err(verr(
+                                    "type",
+                                    n.span,
+                                    "cycles must be a non-negative number (`0`, `5T`, \"1_000\")",
+                                ));
                             }
                         }
-                        _ => return Err(verr("type", c.canister.span, "`cycles` needs exactly one of `set` or `add`")),
+                        _ => {
+                            return Err(verr(
+                                "type",
+                                c.canister.span,
+                                "`cycles` needs exactly one of `set` or `add`",
+                            ))
+                        }
                     }
                 }
                 "await" => {
                     let target = st.await_.as_ref().expect("await");
                     let Some((c, m)) = submits.get(&target.value).cloned() else {
-                        return Err(verr("step-id", target.span, format!("no earlier `submit` step with id `{}`", target.value)));
+                        return Err(verr(
+                            "step-id",
+                            target.span,
+                            format!("no earlier `submit` step with id `{}`", target.value),
+                        ));
                     };
                     let cp = l.canister(&c).expect("submitted canister");
                     let f = cp.iface.method(&m).expect("submitted method");
@@ -1183,17 +1779,42 @@ impl Linter<'_> {
                 }
                 "advance_time" => {
                     let d = st.advance_time.as_ref().expect("advance_time");
-                    parse_duration(&d.value).ok_or_else(|| verr("duration", d.span, format!("cannot read the duration `{}` (use 90s, 10m, 1h30m, 2d, 500ms)", d.value)))?;
+                    parse_duration(&d.value).ok_or_else(|| {
+                        verr(
+                            "duration",
+                            d.span,
+                            format!(
+                                "cannot read the duration `{}` (use 90s, 10m, 1h30m, 2d, 500ms)",
+                                d.value
+                            ),
+                        )
+                    })?;
                 }
                 "set_time" => {
                     let d = st.set_time.as_ref().expect("set_time");
                     parse_set_time(&d.value).ok_or_else(|| verr("duration", d.span, format!("cannot read the time `{}` (use +1h relative to the start, or nanoseconds)", d.value)))?;
                 }
                 "upgrade" | "reinstall" | "stop" | "start" => {
-                    let c = st.upgrade.as_ref().or(st.reinstall.as_ref()).or(st.stop.as_ref()).or(st.start.as_ref()).expect("target");
+                    let c = st
+                        .upgrade
+                        .as_ref()
+                        .or(st.reinstall.as_ref())
+                        .or(st.stop.as_ref())
+                        .or(st.start.as_ref())
+                        .expect("target");
                     let name = codec::interpolate_str(&c.value, c.span, &r)?;
                     let cp = l.canister(&name).ok_or_else(|| {
-                        verr("unknown-canister", c.span, format!("no canister `{name}`{}", crate::diag::did_you_mean(&name, l.canisters.iter().map(|c| c.name.as_str()))))
+                        verr(
+                            "unknown-canister",
+                            c.span,
+                            format!(
+                                "no canister `{name}`{}",
+                                crate::diag::did_you_mean(
+                                    &name,
+                                    l.canisters.iter().map(|c| c.name.as_str())
+                                )
+                            ),
+                        )
                     })?;
                     sender_name(l, st.as_.as_ref(), &r)?;
                     if let Some(fs) = &st.features {
@@ -1205,9 +1826,21 @@ impl Linter<'_> {
                 }
                 "fault" => self.fault_spec(l, st.fault.as_ref().expect("fault")),
                 "clear_fault" | "release" => {
-                    let t = st.clear_fault.as_ref().or(st.release.as_ref()).expect("target");
-                    if !l.steps.iter().any(|x| x.id == t.value && x.action == "fault") {
-                        return Err(verr("step-id", t.span, format!("no `fault` step with id `{}`", t.value)));
+                    let t = st
+                        .clear_fault
+                        .as_ref()
+                        .or(st.release.as_ref())
+                        .expect("target");
+                    if !l
+                        .steps
+                        .iter()
+                        .any(|x| x.id == t.value && x.action == "fault")
+                    {
+                        return Err(verr(
+                            "step-id",
+                            t.span,
+                            format!("no `fault` step with id `{}`", t.value),
+                        ));
                     }
                 }
                 _ => {}
@@ -1231,7 +1864,9 @@ pub fn parse_set_time(s: &str) -> Option<SetTime> {
     if let Some(rel) = s.strip_prefix("T+").or_else(|| s.strip_prefix('+')) {
         return parse_duration(rel).map(SetTime::Relative);
     }
-    codec::parse_big_str(s).and_then(|n| u64::try_from(n).ok()).map(SetTime::Absolute)
+    codec::parse_big_str(s)
+        .and_then(|n| u64::try_from(n).ok())
+        .map(SetTime::Absolute)
 }
 
 /// The encoded init argument of a canister.
@@ -1245,14 +1880,21 @@ pub fn init_arg(cp: &CanisterPlan, r: &dyn Resolve) -> Result<Vec<u8>, ValueErro
         }
         (None, None) => codec::encode_args(None, types, &cp.iface.env, r).map_err(|mut e| {
             e.span = cp.span;
-            e.message = format!("canister `{}` needs an init argument (`init:`): {}", cp.name, e.message);
+            e.message = format!(
+                "canister `{}` needs an init argument (`init:`): {}",
+                cp.name, e.message
+            );
             e
         }),
     }
 }
 
 /// The encoded argument of an upgrade/reinstall (the init types; none given = the canister's `init`).
-pub fn upgrade_arg(cp: &CanisterPlan, args: Option<&Node>, r: &dyn Resolve) -> Result<Vec<u8>, ValueError> {
+pub fn upgrade_arg(
+    cp: &CanisterPlan,
+    args: Option<&Node>,
+    r: &dyn Resolve,
+) -> Result<Vec<u8>, ValueError> {
     match args {
         Some(n) => {
             let n = codec::interpolate(n, r)?;

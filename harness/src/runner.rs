@@ -16,7 +16,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Column order of the matrices in the coverage summary (other stages follow alphabetically).
-pub const STAGE_ORDER: &[&str] = &["NotStarted", "Exporting", "Creating", "Installing", "Importing", "Verifying", "Completed", "Failed"];
+pub const STAGE_ORDER: &[&str] = &[
+    "NotStarted",
+    "Exporting",
+    "Creating",
+    "Installing",
+    "Importing",
+    "Verifying",
+    "Completed",
+    "Failed",
+];
 
 /// Fixed start time of every trial: 2026-01-01T00:00:00Z.
 pub const START_TIME_NANOS: u64 = 1_767_225_600_000_000_000;
@@ -44,7 +53,12 @@ impl Trial {
     /// The bug a `known_bug` case shows, if this trial is one.
     pub fn known_bug(&self) -> Option<&str> {
         match &self.variant {
-            VariantSel::Case { idx } => self.scenario.cases.get(*idx).and_then(|c| c.known_bug.as_ref()).map(|k| k.bug.as_str()),
+            VariantSel::Case { idx } => self
+                .scenario
+                .cases
+                .get(*idx)
+                .and_then(|c| c.known_bug.as_ref())
+                .map(|k| k.bug.as_str()),
             _ => None,
         }
     }
@@ -60,15 +74,34 @@ impl Trial {
     }
     /// Snapshot name: path and variant (shared by backends, so they are compared with each other).
     pub fn snapshot_name(&self) -> String {
-        format!("{}__{}", self.scenario.id.replace('/', "__"), sanitize(&self.variant_name))
+        format!(
+            "{}__{}",
+            self.scenario.id.replace('/', "__"),
+            sanitize(&self.variant_name)
+        )
     }
     pub fn artifact_dir(&self) -> PathBuf {
-        crate::paths::artifacts_dir().join(format!("{}__{}__{}", self.scenario.id.replace('/', "__"), self.backend.name(), sanitize(&self.variant_name)))
+        crate::paths::artifacts_dir().join(format!(
+            "{}__{}__{}",
+            self.scenario.id.replace('/', "__"),
+            self.backend.name(),
+            sanitize(&self.variant_name)
+        ))
     }
 }
 
 fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else if c == '@' { '@' } else { '-' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else if c == '@' {
+                '@'
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 /// Expand a scenario into its trials.
@@ -86,13 +119,33 @@ pub fn expand(l: &Rc<Loaded>) -> Vec<Trial> {
         sels.push((VariantSel::Case { idx }, format!("case={}", c.name)));
     }
     for (idx, fv) in v.fault_at_each_stage.iter().enumerate() {
-        for s in l.stages.iter().filter(|s| crate::model::stage_selected(&fv.stages, s)) {
-            sels.push((VariantSel::Fault { idx, stage: s.clone() }, format!("fault={}@{}", fv.name.value, s)));
+        for s in l
+            .stages
+            .iter()
+            .filter(|s| crate::model::stage_selected(&fv.stages, s))
+        {
+            sels.push((
+                VariantSel::Fault {
+                    idx,
+                    stage: s.clone(),
+                },
+                format!("fault={}@{}", fv.name.value, s),
+            ));
         }
     }
     for (idx, uv) in v.upgrade_at_each_stage.iter().enumerate() {
-        for s in l.stages.iter().filter(|s| crate::model::stage_selected(&uv.stages, s)) {
-            sels.push((VariantSel::Upgrade { idx, stage: s.clone() }, format!("upgrade={}@{}", uv.canister.value, s)));
+        for s in l
+            .stages
+            .iter()
+            .filter(|s| crate::model::stage_selected(&uv.stages, s))
+        {
+            sels.push((
+                VariantSel::Upgrade {
+                    idx,
+                    stage: s.clone(),
+                },
+                format!("upgrade={}@{}", uv.canister.value, s),
+            ));
         }
     }
     let mut out = vec![];
@@ -129,7 +182,13 @@ pub fn tags_selected(l: &Loaded, filter: &str) -> bool {
 
 /// Features every build gets from the CI matrix (`SCENARIO_FEATURES=a,b`), when the crate has them.
 pub fn matrix_features() -> BTreeSet<String> {
-    std::env::var("SCENARIO_FEATURES").unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    std::env::var("SCENARIO_FEATURES")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// The build of a canister after applying the CI matrix.
@@ -142,26 +201,40 @@ pub fn effective_spec(project: &Project, spec: &BuildSpec) -> BuildSpec {
             }
         }
     }
-    if std::env::var("SCENARIO_NO_DEFAULT_FEATURES").map(|v| v == "1").unwrap_or(false) {
+    if std::env::var("SCENARIO_NO_DEFAULT_FEATURES")
+        .map(|v| v == "1")
+        .unwrap_or(false)
+    {
         s.default_features = false;
     }
     s
 }
 
 fn default_features_of(project: &Project, krate: &str) -> BTreeSet<String> {
-    let Some(info) = project.ws.crates.get(krate) else { return BTreeSet::new() };
-    let Ok(text) = std::fs::read_to_string(info.dir.join("Cargo.toml")) else { return BTreeSet::new() };
-    let Ok(doc) = text.parse::<toml::Table>() else { return BTreeSet::new() };
+    let Some(info) = project.ws.crates.get(krate) else {
+        return BTreeSet::new();
+    };
+    let Ok(text) = std::fs::read_to_string(info.dir.join("Cargo.toml")) else {
+        return BTreeSet::new();
+    };
+    let Ok(doc) = text.parse::<toml::Table>() else {
+        return BTreeSet::new();
+    };
     doc.get("features")
         .and_then(|f| f.get("default"))
         .and_then(|d| d.as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Capabilities a scenario needs: declared plus inferred from its steps and variants.
 pub fn needed_capabilities(l: &Loaded) -> BTreeSet<Capability> {
-    let mut caps: BTreeSet<Capability> = l.sc.requires.capabilities.iter().map(|c| c.value).collect();
+    let mut caps: BTreeSet<Capability> =
+        l.sc.requires.capabilities.iter().map(|c| c.value).collect();
     let mut fault = |f: &FaultSpec| {
         caps.insert(Capability::Faults);
         if f.target.value == "management" {
@@ -181,7 +254,9 @@ pub fn needed_capabilities(l: &Loaded) -> BTreeSet<Capability> {
             fault(f);
         }
     }
-    if l.all_steps().any(|s| matches!(s.action, "canisters" | "cycles")) {
+    if l.all_steps()
+        .any(|s| matches!(s.action, "canisters" | "cycles"))
+    {
         caps.insert(Capability::Inspect);
     }
     caps
@@ -194,11 +269,18 @@ pub fn skip_reason(project: &Project, t: &Trial) -> Option<String> {
     if !req.backends.is_empty() && !req.backends.iter().any(|b| b.value == t.backend) {
         return Some(format!(
             "requires backend {} (this trial is {})",
-            req.backends.iter().map(|b| b.value.name()).collect::<Vec<_>>().join(" or "),
+            req.backends
+                .iter()
+                .map(|b| b.value.name())
+                .collect::<Vec<_>>()
+                .join(" or "),
             t.backend.name()
         ));
     }
-    if let Some(only) = std::env::var("SCENARIO_BACKEND").ok().filter(|s| !s.is_empty()) {
+    if let Some(only) = std::env::var("SCENARIO_BACKEND")
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
         if only != t.backend.name() {
             return Some(format!("SCENARIO_BACKEND={only}"));
         }
@@ -208,7 +290,11 @@ pub fn skip_reason(project: &Project, t: &Trial) -> Option<String> {
     }
     for c in needed_capabilities(l) {
         if !backend::kind_supports(t.backend, c) {
-            return Some(format!("needs the engine-only capability `{}`, which {} does not have", c.name(), t.backend.name()));
+            return Some(format!(
+                "needs the engine-only capability `{}`, which {} does not have",
+                c.name(),
+                t.backend.name()
+            ));
         }
     }
     // features, against the effective builds
@@ -227,10 +313,16 @@ pub fn skip_reason(project: &Project, t: &Trial) -> Option<String> {
     for f in &req.features {
         if let Some(neg) = f.value.strip_prefix('!') {
             if let Some((s, _)) = builds.iter().find(|(_, all)| all.contains(neg)) {
-                return Some(format!("requires feature `{neg}` to be off, but build {} has it", s.key()));
+                return Some(format!(
+                    "requires feature `{neg}` to be off, but build {} has it",
+                    s.key()
+                ));
             }
         } else if !builds.iter().any(|(_, all)| all.contains(&f.value)) {
-            return Some(format!("requires feature `{}`, which no canister build of this trial has", f.value));
+            return Some(format!(
+                "requires feature `{}`, which no canister build of this trial has",
+                f.value
+            ));
         }
     }
     None
@@ -273,13 +365,22 @@ impl Coverage {
             }
         }
         for (k, v) in &o.all_methods {
-            self.all_methods.entry(k.clone()).or_default().extend(v.iter().cloned());
+            self.all_methods
+                .entry(k.clone())
+                .or_default()
+                .extend(v.iter().cloned());
         }
         for (k, v) in &o.cases {
-            self.cases.entry(k.clone()).or_default().extend(v.iter().cloned());
+            self.cases
+                .entry(k.clone())
+                .or_default()
+                .extend(v.iter().cloned());
         }
         for (k, v) in &o.all_cases {
-            self.all_cases.entry(k.clone()).or_default().extend(v.iter().cloned());
+            self.all_cases
+                .entry(k.clone())
+                .or_default()
+                .extend(v.iter().cloned());
         }
         for (k, n) in &o.rejects {
             *self.rejects.entry(k.clone()).or_default() += n;
@@ -310,15 +411,44 @@ impl Coverage {
     pub fn matrix_summary(&self, stage_order: &[&str]) -> String {
         let mut s = String::new();
         for kind in ["fault", "upgrade"] {
-            let cells: Vec<(&(String, String, String), &MatrixCell)> = self.matrix.iter().filter(|((k, _, _), _)| k == kind).collect();
+            let cells: Vec<(&(String, String, String), &MatrixCell)> = self
+                .matrix
+                .iter()
+                .filter(|((k, _, _), _)| k == kind)
+                .collect();
             if cells.is_empty() {
                 continue;
             }
-            let mut stages: Vec<String> = cells.iter().map(|((_, _, st), _)| st.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-            stages.sort_by_key(|st| (stage_order.iter().position(|x| x == st).unwrap_or(usize::MAX), st.clone()));
+            let mut stages: Vec<String> = cells
+                .iter()
+                .map(|((_, _, st), _)| st.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            stages.sort_by_key(|st| {
+                (
+                    stage_order
+                        .iter()
+                        .position(|x| x == st)
+                        .unwrap_or(usize::MAX),
+                    st.clone(),
+                )
+            });
             let rows: BTreeSet<&str> = cells.iter().map(|((_, n, _), _)| n.as_str()).collect();
-            let w = rows.iter().map(|r| r.chars().count()).max().unwrap_or(4).max(kind.len() + 8) + 2;
-            let cw = stages.iter().map(|st| st.chars().count()).max().unwrap_or(4).max(5) + 2;
+            let w = rows
+                .iter()
+                .map(|r| r.chars().count())
+                .max()
+                .unwrap_or(4)
+                .max(kind.len() + 8)
+                + 2;
+            let cw = stages
+                .iter()
+                .map(|st| st.chars().count())
+                .max()
+                .unwrap_or(4)
+                .max(5)
+                + 2;
             s.push_str(&format!("  stage × {kind} (✓n: n trials passed, !n: n known bugs reproduced, ✗: a trial failed, ·: none):\n"));
             s.push_str(&format!("    {:w$}", ""));
             for st in &stages {
@@ -328,7 +458,10 @@ impl Coverage {
             for r in rows {
                 s.push_str(&format!("    {r:w$}"));
                 for st in &stages {
-                    let cell = match self.matrix.get(&(kind.to_string(), r.to_string(), st.clone())) {
+                    let cell = match self
+                        .matrix
+                        .get(&(kind.to_string(), r.to_string(), st.clone()))
+                    {
                         None => "·".to_string(),
                         Some(c) if c.trials.iter().any(|(_, ok)| !ok) => "✗".to_string(),
                         Some(c) if c.known_bugs.is_empty() => format!("✓{}", c.trials.len()),
@@ -349,9 +482,16 @@ impl Coverage {
         for (krate, all) in &self.all_methods {
             let called = self.methods.get(krate).cloned().unwrap_or_default();
             let missing: Vec<&String> = all.iter().filter(|m| !called.contains_key(*m)).collect();
-            s.push_str(&format!("  {krate}: {}/{} Candid methods called", all.len() - missing.len(), all.len()));
+            s.push_str(&format!(
+                "  {krate}: {}/{} Candid methods called",
+                all.len() - missing.len(),
+                all.len()
+            ));
             if !missing.is_empty() {
-                s.push_str(&format!("; never called: {}", short_list(missing.iter().map(|m| m.as_str()))));
+                s.push_str(&format!(
+                    "; never called: {}",
+                    short_list(missing.iter().map(|m| m.as_str()))
+                ));
             }
             s.push('\n');
             // error variants: the union over the crate's methods (`Err.NotOwner`)
@@ -360,7 +500,11 @@ impl Coverage {
                 .all_cases
                 .iter()
                 .filter(|(k, _)| k.starts_with(&prefix))
-                .flat_map(|(_, v)| v.iter().map(String::as_str).filter(|c| c.starts_with("Err")))
+                .flat_map(|(_, v)| {
+                    v.iter()
+                        .map(String::as_str)
+                        .filter(|c| c.starts_with("Err"))
+                })
                 .collect();
             let seen_err: BTreeSet<&str> = self
                 .cases
@@ -370,10 +514,17 @@ impl Coverage {
                 .filter(|c| all_err.contains(c))
                 .collect();
             if !all_err.is_empty() {
-                s.push_str(&format!("  {krate}: {}/{} error variants seen", seen_err.len(), all_err.len()));
+                s.push_str(&format!(
+                    "  {krate}: {}/{} error variants seen",
+                    seen_err.len(),
+                    all_err.len()
+                ));
                 let missing: Vec<&str> = all_err.difference(&seen_err).copied().collect();
                 if !missing.is_empty() {
-                    s.push_str(&format!("; never seen: {}", short_list(missing.iter().copied())));
+                    s.push_str(&format!(
+                        "; never seen: {}",
+                        short_list(missing.iter().copied())
+                    ));
                 }
                 s.push('\n');
             }
@@ -381,19 +532,29 @@ impl Coverage {
         if !self.rejects.is_empty() {
             s.push_str(&format!(
                 "  reject codes seen: {}\n",
-                self.rejects.iter().map(|(k, n)| format!("{k}×{n}")).collect::<Vec<_>>().join(", ")
+                self.rejects
+                    .iter()
+                    .map(|(k, n)| format!("{k}×{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         let mut by: BTreeMap<(String, String), Vec<(String, bool)>> = BTreeMap::new();
         for ((sc, kind, name, stage), ok) in &self.cells {
-            by.entry((sc.clone(), format!("{kind}={name}"))).or_default().push((stage.clone(), *ok));
+            by.entry((sc.clone(), format!("{kind}={name}")))
+                .or_default()
+                .push((stage.clone(), *ok));
         }
         if !by.is_empty() {
             s.push_str("  stage cells (✓ passed, ✗ failed):\n");
             for ((sc, what), cells) in by {
                 s.push_str(&format!(
                     "    {sc} {what}: {}\n",
-                    cells.iter().map(|(st, ok)| format!("{}{st}", if *ok { "✓" } else { "✗" })).collect::<Vec<_>>().join(" ")
+                    cells
+                        .iter()
+                        .map(|(st, ok)| format!("{}{st}", if *ok { "✓" } else { "✗" }))
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 ));
             }
         }
@@ -406,7 +567,9 @@ impl Coverage {
 /// At most 12 names, then "… and N more" (set `SCENARIO_COVERAGE_FULL=1` for all).
 fn short_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
     let items: Vec<&str> = items.collect();
-    let full = std::env::var("SCENARIO_COVERAGE_FULL").map(|v| v == "1").unwrap_or(false);
+    let full = std::env::var("SCENARIO_COVERAGE_FULL")
+        .map(|v| v == "1")
+        .unwrap_or(false);
     if full || items.len() <= 12 {
         items.join(", ")
     } else {
@@ -421,7 +584,11 @@ fn observed_cases(v: &IDLValue, prefix: &str, depth: usize, out: &mut BTreeSet<S
                 candid::types::Label::Named(s) => s.clone(),
                 other => other.to_string(),
             };
-            let name = if prefix.is_empty() { tag } else { format!("{prefix}.{tag}") };
+            let name = if prefix.is_empty() {
+                tag
+            } else {
+                format!("{prefix}.{tag}")
+            };
             out.insert(name.clone());
             if depth < 1 {
                 observed_cases(&f.val, &name, depth + 1, out);
@@ -438,7 +605,13 @@ fn observed_cases(v: &IDLValue, prefix: &str, depth: usize, out: &mut BTreeSet<S
     }
 }
 
-fn possible_cases(t: &candid::types::Type, iface: &codec::Interface, prefix: &str, depth: usize, out: &mut BTreeSet<String>) {
+fn possible_cases(
+    t: &candid::types::Type,
+    iface: &codec::Interface,
+    prefix: &str,
+    depth: usize,
+    out: &mut BTreeSet<String>,
+) {
     match iface.trace(t).as_ref() {
         candid::types::TypeInner::Variant(fs) => {
             for f in fs {
@@ -446,7 +619,11 @@ fn possible_cases(t: &candid::types::Type, iface: &codec::Interface, prefix: &st
                     candid::types::Label::Named(s) => s.clone(),
                     other => other.to_string(),
                 };
-                let name = if prefix.is_empty() { tag } else { format!("{prefix}.{tag}") };
+                let name = if prefix.is_empty() {
+                    tag
+                } else {
+                    format!("{prefix}.{tag}")
+                };
                 let before = out.len();
                 if depth < 1 {
                     possible_cases(&f.ty, iface, &name, depth + 1, out);
@@ -458,7 +635,10 @@ fn possible_cases(t: &candid::types::Type, iface: &codec::Interface, prefix: &st
         }
         candid::types::TypeInner::Record(fs) if !prefix.is_empty() => {
             for f in fs {
-                if matches!(iface.trace(&f.ty).as_ref(), candid::types::TypeInner::Variant(_)) {
+                if matches!(
+                    iface.trace(&f.ty).as_ref(),
+                    candid::types::TypeInner::Variant(_)
+                ) {
                     possible_cases(&f.ty, iface, prefix, depth, out);
                 }
             }
@@ -490,7 +670,8 @@ pub struct TrialResult {
 /// Builds a canister variant.
 pub type BuildFn = Arc<dyn Fn(&BuildSpec) -> Result<Arc<Artifact>, String> + Send + Sync>;
 /// Opens a fresh IC: (backend, start time, seed).
-pub type OpenFn = Arc<dyn Fn(BackendKind, u64, u64) -> Result<Box<dyn Ic>, Unavailable> + Send + Sync>;
+pub type OpenFn =
+    Arc<dyn Fn(BackendKind, u64, u64) -> Result<Box<dyn Ic>, Unavailable> + Send + Sync>;
 
 /// Pluggable pieces (tests replace the builder and the backend).
 #[derive(Clone)]
@@ -561,16 +742,26 @@ impl Resolve for RunResolve<'_> {
         self.principals.get(name).copied()
     }
     fn var(&self, name: &str) -> Option<Node> {
-        self.scope.get(name).or_else(|| self.captures.get(name)).or_else(|| self.vars.get(name)).cloned()
+        self.scope
+            .get(name)
+            .or_else(|| self.captures.get(name))
+            .or_else(|| self.vars.get(name))
+            .cloned()
     }
     fn names(&self) -> Vec<String> {
-        self.captures.keys().chain(self.vars.keys()).chain(self.scope.keys()).cloned().collect()
+        self.captures
+            .keys()
+            .chain(self.vars.keys())
+            .chain(self.scope.keys())
+            .cloned()
+            .collect()
     }
     fn wasm(&self, canister: &str) -> Option<Vec<u8>> {
         self.wasms.get(canister).map(|a| a.wasm.clone())
     }
     fn template(&self, name: &str) -> bool {
-        self.scope.contains_key(name) || (!self.captures.contains_key(name) && self.vars.contains_key(name))
+        self.scope.contains_key(name)
+            || (!self.captures.contains_key(name) && self.vars.contains_key(name))
     }
 }
 
@@ -593,23 +784,45 @@ struct StepFail {
 
 impl StepFail {
     fn msg(span: Span, m: impl Into<String>) -> StepFail {
-        StepFail { span, lines: vec![m.into()], infra: false }
+        StepFail {
+            span,
+            lines: vec![m.into()],
+            infra: false,
+        }
     }
     fn infra(span: Span, m: impl Into<String>) -> StepFail {
-        StepFail { span, lines: vec![m.into()], infra: true }
+        StepFail {
+            span,
+            lines: vec![m.into()],
+            infra: true,
+        }
     }
     fn value(e: ValueError) -> StepFail {
-        StepFail { span: e.span, lines: vec![e.message], infra: false }
+        StepFail {
+            span: e.span,
+            lines: vec![e.message],
+            infra: false,
+        }
     }
 }
 
 impl Run<'_> {
     fn resolver<'b>(&'b self, scope: &'b BTreeMap<String, Node>) -> RunResolve<'b> {
-        RunResolve { principals: &self.principals, wasms: &self.wasms, captures: &self.captures, vars: &self.l.vars, scope }
+        RunResolve {
+            principals: &self.principals,
+            wasms: &self.wasms,
+            captures: &self.captures,
+            vars: &self.l.vars,
+            scope,
+        }
     }
 
     fn norm(&self) -> Normalize<'_> {
-        Normalize { names: &self.names, start_nanos: START_TIME_NANOS, stable: self.stable.as_ref() }
+        Normalize {
+            names: &self.names,
+            start_nanos: START_TIME_NANOS,
+            stable: self.stable.as_ref(),
+        }
     }
 
     fn now(&self) -> String {
@@ -645,10 +858,17 @@ impl Run<'_> {
     }
 
     /// A canister reference (logical name, identity, principal or `${capture}`) at run time.
-    fn principal_ref(&self, s: &Spanned<String>, scope: &BTreeMap<String, Node>) -> Result<Principal, StepFail> {
+    fn principal_ref(
+        &self,
+        s: &Spanned<String>,
+        scope: &BTreeMap<String, Node>,
+    ) -> Result<Principal, StepFail> {
         match plan::principal_ref(self.l, s, &self.resolver(scope)).map_err(StepFail::value)? {
             Some(p) => Ok(p),
-            None => Err(StepFail::msg(s.span, format!("`{}` does not name a principal", s.value))),
+            None => Err(StepFail::msg(
+                s.span,
+                format!("`{}` does not name a principal", s.value),
+            )),
         }
     }
 
@@ -664,7 +884,12 @@ impl Run<'_> {
     }
 
     /// The target of a call step: `at:` when given.
-    fn with_at(&self, mut p: plan::Prepared, st: &PStep, obs: &mut Map<String, J>) -> Result<plan::Prepared, StepFail> {
+    fn with_at(
+        &self,
+        mut p: plan::Prepared,
+        st: &PStep,
+        obs: &mut Map<String, J>,
+    ) -> Result<plan::Prepared, StepFail> {
         if let Some(at) = &st.step.at {
             let id = self.principal_ref(at, &st.scope)?;
             obs.insert("at".into(), J::String(self.norm().principal_name(&id)));
@@ -674,12 +899,23 @@ impl Run<'_> {
     }
 
     fn canister_id(&self, name: &str) -> Result<Principal, StepFail> {
-        self.principals.get(name).copied().ok_or_else(|| StepFail::infra(Span::default(), format!("canister `{name}` was not created")))
+        self.principals.get(name).copied().ok_or_else(|| {
+            StepFail::infra(
+                Span::default(),
+                format!("canister `{name}` was not created"),
+            )
+        })
     }
 
     fn build(&mut self, spec: &BuildSpec) -> Result<Arc<Artifact>, String> {
         let art = (self.opts.build)(&effective_spec(self.project, spec))?;
-        if self.l.sc.normalize.iter().any(|o| o.value == crate::model::NormalizeOpt::Wasm) {
+        if self
+            .l
+            .sc
+            .normalize
+            .iter()
+            .any(|o| o.value == crate::model::NormalizeOpt::Wasm)
+        {
             if let Some(st) = self.stable.as_mut() {
                 st.add_wasm(&spec.key(), &art.wasm);
             }
@@ -693,31 +929,52 @@ impl Run<'_> {
             self.principals.insert(id.clone(), p);
             self.names.insert(p, id.clone());
         }
-        self.names.insert(Principal::management_canister(), "management".into());
+        self.names
+            .insert(Principal::management_canister(), "management".into());
         for c in &self.l.canisters {
             let art = self.build(&c.spec)?;
-            let controllers: Vec<Principal> = c.controllers.iter().map(|n| self.sender(n)).collect();
-            let id = self.ic.create_canister(&controllers, c.cycles).map_err(|e| format!("creating canister `{}`: {e}", c.name))?;
+            let controllers: Vec<Principal> =
+                c.controllers.iter().map(|n| self.sender(n)).collect();
+            let id = self
+                .ic
+                .create_canister(&controllers, c.cycles)
+                .map_err(|e| format!("creating canister `{}`: {e}", c.name))?;
             self.principals.insert(c.name.clone(), id);
             self.names.insert(id, c.name.clone());
             self.builds.insert(c.name.clone(), c.spec.clone());
             self.wasms.insert(c.name.clone(), art.clone());
             let empty = BTreeMap::new();
-            let arg = plan::init_arg(c, &self.resolver(&empty)).map_err(|e| format!("init argument of `{}`: {}", c.name, e.message))?;
-            let sender = controllers.first().copied().unwrap_or_else(Principal::anonymous);
-            self.ic.install(sender, id, Install::Install, &art.wasm, &arg).map_err(|e| format!("installing `{}` ({}): {e}", c.name, art.spec.key()))?;
-            self.coverage.all_methods.entry(c.spec.krate.clone()).or_default().extend(c.iface.methods());
+            let arg = plan::init_arg(c, &self.resolver(&empty))
+                .map_err(|e| format!("init argument of `{}`: {}", c.name, e.message))?;
+            let sender = controllers
+                .first()
+                .copied()
+                .unwrap_or_else(Principal::anonymous);
+            self.ic
+                .install(sender, id, Install::Install, &art.wasm, &arg)
+                .map_err(|e| format!("installing `{}` ({}): {e}", c.name, art.spec.key()))?;
+            self.coverage
+                .all_methods
+                .entry(c.spec.krate.clone())
+                .or_default()
+                .extend(c.iface.methods());
             for m in c.iface.methods() {
                 if let Some(rt) = c.iface.ret_type(&m) {
                     let mut cases = BTreeSet::new();
                     possible_cases(&rt, &c.iface, "", 0, &mut cases);
                     if !cases.is_empty() {
-                        self.coverage.all_cases.entry(format!("{}.{m}", c.spec.krate)).or_default().extend(cases);
+                        self.coverage
+                            .all_cases
+                            .entry(format!("{}.{m}", c.spec.krate))
+                            .or_default()
+                            .extend(cases);
                     }
                 }
             }
         }
-        self.ic.run_until_idle(100).map_err(|e| format!("running init timers: {e}"))?;
+        self.ic
+            .run_until_idle(100)
+            .map_err(|e| format!("running init timers: {e}"))?;
         self.mark_logs();
         Ok(())
     }
@@ -736,7 +993,12 @@ impl Run<'_> {
         for c in &self.l.canisters {
             if let Some(p) = self.principals.get(&c.name).copied() {
                 let from = self.log_marks.get(&c.name).copied().unwrap_or(0);
-                let lines: Vec<LogLine> = self.ic.logs(p).into_iter().filter(|l| l.idx >= from).collect();
+                let lines: Vec<LogLine> = self
+                    .ic
+                    .logs(p)
+                    .into_iter()
+                    .filter(|l| l.idx >= from)
+                    .collect();
                 if !lines.is_empty() {
                     out.push((c.name.clone(), lines));
                 }
@@ -746,17 +1008,37 @@ impl Run<'_> {
     }
 
     fn note_reply(&mut self, canister: &str, method: &str, result: &Result<IDLValue, Reject>) {
-        let krate = self.l.canister(canister).map(|c| c.spec.krate.clone()).unwrap_or_default();
-        *self.coverage.methods.entry(krate.clone()).or_default().entry(method.to_string()).or_default() += 1;
+        let krate = self
+            .l
+            .canister(canister)
+            .map(|c| c.spec.krate.clone())
+            .unwrap_or_default();
+        *self
+            .coverage
+            .methods
+            .entry(krate.clone())
+            .or_default()
+            .entry(method.to_string())
+            .or_default() += 1;
         match result {
             Ok(v) => {
                 let mut cases = BTreeSet::new();
                 observed_cases(v, "", 0, &mut cases);
                 if !cases.is_empty() {
-                    self.coverage.cases.entry(format!("{krate}.{method}")).or_default().extend(cases);
+                    self.coverage
+                        .cases
+                        .entry(format!("{krate}.{method}"))
+                        .or_default()
+                        .extend(cases);
                 }
             }
-            Err(r) => *self.coverage.rejects.entry(r.code_name().to_string()).or_default() += 1,
+            Err(r) => {
+                *self
+                    .coverage
+                    .rejects
+                    .entry(r.code_name().to_string())
+                    .or_default() += 1
+            }
         }
     }
 
@@ -766,21 +1048,34 @@ impl Run<'_> {
                 obs.insert("reply".into(), self.norm().render(v));
             }
             Err(r) => {
-                obs.insert("reject".into(), json!({ "code": r.code_name(), "message": self.names_in(&r.message) }));
+                obs.insert(
+                    "reject".into(),
+                    json!({ "code": r.code_name(), "message": self.names_in(&r.message) }),
+                );
             }
         }
     }
 
     fn do_call(&mut self, p: &plan::Prepared) -> Result<IDLValue, Reject> {
-        let canister = p.at.or_else(|| self.principals.get(&p.canister).copied()).unwrap_or_else(Principal::anonymous);
+        let canister =
+            p.at.or_else(|| self.principals.get(&p.canister).copied())
+                .unwrap_or_else(Principal::anonymous);
         let sender = self.sender(&p.sender);
-        let raw = if p.query { self.ic.query(sender, canister, &p.method, &p.arg) } else { self.ic.update(sender, canister, &p.method, &p.arg) };
+        let raw = if p.query {
+            self.ic.query(sender, canister, &p.method, &p.arg)
+        } else {
+            self.ic.update(sender, canister, &p.method, &p.arg)
+        };
         self.decode(raw, p)
     }
 
     fn decode(&self, raw: Result<Vec<u8>, Reject>, p: &plan::Prepared) -> Result<IDLValue, Reject> {
         match raw {
-            Ok(bytes) => codec::decode_reply(&bytes, &p.rets, &p.iface.env).map_err(|e| Reject { code: 0, message: format!("harness: {e}"), error_code: None }),
+            Ok(bytes) => codec::decode_reply(&bytes, &p.rets, &p.iface.env).map_err(|e| Reject {
+                code: 0,
+                message: format!("harness: {e}"),
+                error_code: None,
+            }),
             Err(r) => Err(r),
         }
     }
@@ -792,36 +1087,70 @@ impl Run<'_> {
         }
         let vals = candid::IDLArgs::from_bytes_with_types(&p.arg, &p.iface.env, &f.args).ok()?;
         let n = self.norm();
-        Some(if vals.args.len() == 1 { n.render(&vals.args[0]) } else { J::Array(vals.args.iter().map(|v| n.render(v)).collect()) })
+        Some(if vals.args.len() == 1 {
+            n.render(&vals.args[0])
+        } else {
+            J::Array(vals.args.iter().map(|v| n.render(v)).collect())
+        })
     }
 
-    fn expectations(&self, st: &PStep, p: &plan::Prepared, result: &Result<IDLValue, Reject>) -> Result<Vec<Mismatch>, StepFail> {
+    fn expectations(
+        &self,
+        st: &PStep,
+        p: &plan::Prepared,
+        result: &Result<IDLValue, Reject>,
+    ) -> Result<Vec<Mismatch>, StepFail> {
         if let Err(r) = result {
             if r.code == 0 {
                 return Err(StepFail::infra(st.span, r.message.clone()));
             }
         }
         let r = self.resolver(&st.scope);
-        let mm = plan::check_expect(&st.step, self.l.sc.strict, &p.iface, &p.rets, Some(result), &r, Some(&self.norm())).map_err(StepFail::value)?;
-        Ok(mm.into_iter().map(|mut m| {
-            m.got = self.names_in(&m.got);
-            m
-        }).collect())
+        let mm = plan::check_expect(
+            &st.step,
+            self.l.sc.strict,
+            &p.iface,
+            &p.rets,
+            Some(result),
+            &r,
+            Some(&self.norm()),
+        )
+        .map_err(StepFail::value)?;
+        Ok(mm
+            .into_iter()
+            .map(|mut m| {
+                m.got = self.names_in(&m.got);
+                m
+            })
+            .collect())
     }
 
-    fn capture(&mut self, st: &PStep, p: &plan::Prepared, result: &Result<IDLValue, Reject>, obs: &mut Map<String, J>) -> Result<(), StepFail> {
+    fn capture(
+        &mut self,
+        st: &PStep,
+        p: &plan::Prepared,
+        result: &Result<IDLValue, Reject>,
+        obs: &mut Map<String, J>,
+    ) -> Result<(), StepFail> {
         if st.step.capture.is_empty() {
             return Ok(());
         }
         let paths = plan::capture_paths(&st.step, &p.rets, &p.iface).map_err(StepFail::value)?;
         let v = match result {
             Ok(v) => v,
-            Err(r) => return Err(StepFail::msg(st.span, format!("cannot capture from a reject ({r})"))),
+            Err(r) => {
+                return Err(StepFail::msg(
+                    st.span,
+                    format!("cannot capture from a reject ({r})"),
+                ))
+            }
         };
         let mut caps = Map::new();
         for (name, segs, span) in paths {
-            let name = codec::interpolate_str(&name, span, &self.resolver(&st.scope)).map_err(StepFail::value)?;
-            let x = codec::value_at(v, &segs).map_err(|e| StepFail::msg(span, format!("capture `{name}`: {e}")))?;
+            let name = codec::interpolate_str(&name, span, &self.resolver(&st.scope))
+                .map_err(StepFail::value)?;
+            let x = codec::value_at(v, &segs)
+                .map_err(|e| StepFail::msg(span, format!("capture `{name}`: {e}")))?;
             caps.insert(name.clone(), self.norm().render(x));
             self.captures.insert(name, codec::value_to_node(x, span));
         }
@@ -847,11 +1176,21 @@ impl Run<'_> {
                     "check" => (s.check.clone().expect("check"), Some(true)),
                     _ => {
                         let c = s.failpoint.clone().expect("failpoint");
-                        (Spanned { span: c.span, value: format!("{}.failpoint_arm", c.value) }, Some(false))
+                        (
+                            Spanned {
+                                span: c.span,
+                                value: format!("{}.failpoint_arm", c.value),
+                            },
+                            Some(false),
+                        )
                     }
                 };
-                let p = plan::prepare_call(self.l, &target, force, s, &r!()).map_err(StepFail::value)?;
-                obs.insert(st.action.into(), J::String(format!("{}.{}", p.canister, p.method)));
+                let p = plan::prepare_call(self.l, &target, force, s, &r!())
+                    .map_err(StepFail::value)?;
+                obs.insert(
+                    st.action.into(),
+                    J::String(format!("{}.{}", p.canister, p.method)),
+                );
                 obs.insert("as".into(), J::String(self.sender_obs(&p.sender)));
                 let p = self.with_at(p, st, obs)?;
                 if let Some(a) = self.args_obs(&p) {
@@ -868,8 +1207,12 @@ impl Run<'_> {
             }
             "submit" => {
                 let target = s.submit.clone().expect("submit");
-                let p = plan::prepare_call(self.l, &target, Some(false), s, &r!()).map_err(StepFail::value)?;
-                obs.insert("submit".into(), J::String(format!("{}.{}", p.canister, p.method)));
+                let p = plan::prepare_call(self.l, &target, Some(false), s, &r!())
+                    .map_err(StepFail::value)?;
+                obs.insert(
+                    "submit".into(),
+                    J::String(format!("{}.{}", p.canister, p.method)),
+                );
                 obs.insert("as".into(), J::String(self.sender_obs(&p.sender)));
                 let p = self.with_at(p, st, obs)?;
                 if let Some(a) = self.args_obs(&p) {
@@ -882,22 +1225,37 @@ impl Run<'_> {
                 let sender = self.sender(&p.sender);
                 match self.ic.submit(sender, canister, &p.method, &p.arg) {
                     Ok(id) => {
-                        self.submitted.insert(st.id.clone(), (id, p.canister.clone(), p.method.clone()));
+                        self.submitted
+                            .insert(st.id.clone(), (id, p.canister.clone(), p.method.clone()));
                         Ok(vec![])
                     }
-                    Err(rej) => Err(StepFail::msg(st.span, format!("submit was rejected: {rej}"))),
+                    Err(rej) => Err(StepFail::msg(
+                        st.span,
+                        format!("submit was rejected: {rej}"),
+                    )),
                 }
             }
             "await" => {
                 let target = s.await_.clone().expect("await");
-                let (id, canister, method) = self
-                    .submitted
-                    .get(&target.value)
-                    .cloned()
-                    .ok_or_else(|| StepFail::msg(target.span, format!("call `{}` was not submitted", target.value)))?;
+                let (id, canister, method) =
+                    self.submitted.get(&target.value).cloned().ok_or_else(|| {
+                        StepFail::msg(
+                            target.span,
+                            format!("call `{}` was not submitted", target.value),
+                        )
+                    })?;
                 let cp = self.l.canister(&canister).expect("canister");
                 let f = cp.iface.method(&method).expect("method").clone();
-                let p = plan::Prepared { canister: canister.clone(), method: method.clone(), query: false, sender: String::new(), arg: vec![], iface: cp.iface.clone(), rets: f.rets.clone(), at: None };
+                let p = plan::Prepared {
+                    canister: canister.clone(),
+                    method: method.clone(),
+                    query: false,
+                    sender: String::new(),
+                    arg: vec![],
+                    iface: cp.iface.clone(),
+                    rets: f.rets.clone(),
+                    at: None,
+                };
                 obs.insert("await".into(), J::String(target.value.clone()));
                 let raw = self.ic.await_call(id);
                 let result = self.decode(raw, &p);
@@ -919,16 +1277,23 @@ impl Run<'_> {
             }
             "tick_until" => {
                 let target = s.tick_until.clone().expect("tick_until");
-                let p = plan::prepare_call(self.l, &target, Some(true), s, &r!()).map_err(StepFail::value)?;
+                let p = plan::prepare_call(self.l, &target, Some(true), s, &r!())
+                    .map_err(StepFail::value)?;
                 let max = s.max_rounds.unwrap_or(100);
                 let every = match &s.every {
                     Some(d) => {
-                        let v = codec::interpolate_str(&d.value, d.span, &r!()).map_err(StepFail::value)?;
-                        Some(plan::parse_duration(&v).ok_or_else(|| StepFail::msg(d.span, format!("cannot read the duration `{v}`")))?)
+                        let v = codec::interpolate_str(&d.value, d.span, &r!())
+                            .map_err(StepFail::value)?;
+                        Some(plan::parse_duration(&v).ok_or_else(|| {
+                            StepFail::msg(d.span, format!("cannot read the duration `{v}`"))
+                        })?)
                     }
                     None => None,
                 };
-                obs.insert("tick_until".into(), J::String(format!("{}.{}", p.canister, p.method)));
+                obs.insert(
+                    "tick_until".into(),
+                    J::String(format!("{}.{}", p.canister, p.method)),
+                );
                 obs.insert("as".into(), J::String(self.sender_obs(&p.sender)));
                 let p = self.with_at(p, st, obs)?;
                 let mut rounds = 0;
@@ -947,7 +1312,12 @@ impl Run<'_> {
                         }
                         let mut mm = mm;
                         if !mm.is_empty() {
-                            mm.push(Mismatch { path: "$".into(), expected: format!("the condition within {max} rounds"), got: "still not met".into(), span: st.span });
+                            mm.push(Mismatch {
+                                path: "$".into(),
+                                expected: format!("the condition within {max} rounds"),
+                                got: "still not met".into(),
+                                span: st.span,
+                            });
                         }
                         return Ok(mm);
                     }
@@ -964,7 +1334,8 @@ impl Run<'_> {
             }
             "advance_time" | "set_time" => {
                 if let Some(d) = &s.advance_time {
-                    let nanos = plan::parse_duration(&d.value).ok_or_else(|| StepFail::msg(d.span, "bad duration"))?;
+                    let nanos = plan::parse_duration(&d.value)
+                        .ok_or_else(|| StepFail::msg(d.span, "bad duration"))?;
                     self.ic.advance_time(Duration::from_nanos(nanos as u64));
                     obs.insert("advance_time".into(), J::String(codec::fmt_duration(nanos)));
                 } else if let Some(t) = &s.set_time {
@@ -979,15 +1350,24 @@ impl Run<'_> {
                 if s.idle.unwrap_or(true) {
                     // one round makes due timers fire, then their calls run to the end
                     self.ic.tick();
-                    self.ic.run_until_idle(s.max_rounds.unwrap_or(100)).map_err(|e| StepFail::infra(st.span, e))?;
+                    self.ic
+                        .run_until_idle(s.max_rounds.unwrap_or(100))
+                        .map_err(|e| StepFail::infra(st.span, e))?;
                 }
                 obs.insert("time".into(), J::String(self.now()));
                 Ok(vec![])
             }
             "upgrade" | "reinstall" => {
                 let c = s.upgrade.clone().or(s.reinstall.clone()).expect("target");
-                let name = codec::interpolate_str(&c.value, c.span, &r!()).map_err(StepFail::value)?;
-                let mode = if st.action == "upgrade" { Install::Upgrade { skip_pre_upgrade: s.skip_pre_upgrade.unwrap_or(false) } } else { Install::Reinstall };
+                let name =
+                    codec::interpolate_str(&c.value, c.span, &r!()).map_err(StepFail::value)?;
+                let mode = if st.action == "upgrade" {
+                    Install::Upgrade {
+                        skip_pre_upgrade: s.skip_pre_upgrade.unwrap_or(false),
+                    }
+                } else {
+                    Install::Reinstall
+                };
                 obs.insert(st.action.into(), J::String(name.clone()));
                 let at = match &s.at {
                     Some(a) => {
@@ -997,21 +1377,47 @@ impl Run<'_> {
                     }
                     None => None,
                 };
-                let target = InstallTarget { name: &name, at, expect_reject: s.reject.is_some() };
-                let refused = self.install(target, mode, s.features.as_ref(), s.args.as_ref().map(|a| a.0.clone()), s.in_flight.unwrap_or(InFlight::StopFirst), s.as_.as_ref(), &scope, c.span, obs)?;
+                let target = InstallTarget {
+                    name: &name,
+                    at,
+                    expect_reject: s.reject.is_some(),
+                };
+                let refused = self.install(
+                    target,
+                    mode,
+                    s.features.as_ref(),
+                    s.args.as_ref().map(|a| a.0.clone()),
+                    s.in_flight.unwrap_or(InFlight::StopFirst),
+                    s.as_.as_ref(),
+                    &scope,
+                    c.span,
+                    obs,
+                )?;
                 if s.reject.is_none() {
                     return Ok(vec![]);
                 }
                 // `reject:` — the upgrade must be refused (e.g. by the canister's pre_upgrade)
                 let result: Result<IDLValue, Reject> = match refused {
                     Some(r) => {
-                        obs.insert("reject".into(), json!({ "code": r.code_name(), "message": self.names_in(&r.message) }));
+                        obs.insert(
+                            "reject".into(),
+                            json!({ "code": r.code_name(), "message": self.names_in(&r.message) }),
+                        );
                         Err(r)
                     }
                     None => Ok(IDLValue::Null),
                 };
                 let iface = plan::canisters_iface();
-                let mut mm = plan::check_expect(s, self.l.sc.strict, &iface, &[], Some(&result), &r!(), Some(&self.norm())).map_err(StepFail::value)?;
+                let mut mm = plan::check_expect(
+                    s,
+                    self.l.sc.strict,
+                    &iface,
+                    &[],
+                    Some(&result),
+                    &r!(),
+                    Some(&self.norm()),
+                )
+                .map_err(StepFail::value)?;
                 for m in &mut mm {
                     if m.got.starts_with("a reply") {
                         m.got = format!("the {} succeeded", st.action);
@@ -1022,41 +1428,82 @@ impl Run<'_> {
             }
             "stop" | "start" => {
                 let c = s.stop.clone().or(s.start.clone()).expect("target");
-                let name = codec::interpolate_str(&c.value, c.span, &r!()).map_err(StepFail::value)?;
+                let name =
+                    codec::interpolate_str(&c.value, c.span, &r!()).map_err(StepFail::value)?;
                 let id = self.canister_id(&name)?;
                 let sender = self.controller_sender(&name, s.as_.as_ref(), &scope)?;
-                let res = if st.action == "stop" { self.ic.stop(sender, id) } else { self.ic.start(sender, id) };
+                let res = if st.action == "stop" {
+                    self.ic.stop(sender, id)
+                } else {
+                    self.ic.start(sender, id)
+                };
                 obs.insert(st.action.into(), J::String(name));
                 match res {
                     Ok(()) => Ok(vec![]),
                     Err(e) if s.reject.is_some() => {
-                        obs.insert("reject".into(), json!({ "code": e.code_name(), "message": self.names_in(&e.message) }));
+                        obs.insert(
+                            "reject".into(),
+                            json!({ "code": e.code_name(), "message": self.names_in(&e.message) }),
+                        );
                         Ok(vec![])
                     }
                     Err(e) => Err(StepFail::msg(st.span, format!("{} failed: {e}", st.action))),
                 }
             }
             "canisters" => {
-                let (st2, iface) = plan::canisters_step(s).map_err(|m| StepFail::msg(st.span, m))?;
+                let (st2, iface) =
+                    plan::canisters_step(s).map_err(|m| StepFail::msg(st.span, m))?;
                 let rets = plan::canisters_rets(&iface);
-                let ids = self.ic.canister_ids().map_err(|e| StepFail::infra(st.span, e))?;
-                let declared: BTreeSet<Principal> = self.l.canisters.iter().filter_map(|c| self.principals.get(&c.name).copied()).collect();
-                let created: Vec<IDLValue> = ids.iter().filter(|p| !declared.contains(p)).map(|p| IDLValue::Principal(*p)).collect();
+                let ids = self
+                    .ic
+                    .canister_ids()
+                    .map_err(|e| StepFail::infra(st.span, e))?;
+                let declared: BTreeSet<Principal> = self
+                    .l
+                    .canisters
+                    .iter()
+                    .filter_map(|c| self.principals.get(&c.name).copied())
+                    .collect();
+                let created: Vec<IDLValue> = ids
+                    .iter()
+                    .filter(|p| !declared.contains(p))
+                    .map(|p| IDLValue::Principal(*p))
+                    .collect();
                 let value = IDLValue::Record(vec![
-                    candid::types::value::IDLField { id: candid::types::Label::Named("count".into()), val: IDLValue::Nat64(ids.len() as u64) },
+                    candid::types::value::IDLField {
+                        id: candid::types::Label::Named("count".into()),
+                        val: IDLValue::Nat64(ids.len() as u64),
+                    },
                     candid::types::value::IDLField {
                         id: candid::types::Label::Named("canisters".into()),
                         val: IDLValue::Vec(ids.iter().map(|p| IDLValue::Principal(*p)).collect()),
                     },
-                    candid::types::value::IDLField { id: candid::types::Label::Named("created".into()), val: IDLValue::Vec(created) },
+                    candid::types::value::IDLField {
+                        id: candid::types::Label::Named("created".into()),
+                        val: IDLValue::Vec(created),
+                    },
                 ]);
                 // field order as Candid sorts them (by label hash), so rendering matches a decoded reply
-                let bytes = candid::IDLArgs::new(&[value]).to_bytes_with_types(&iface.env, &rets).map_err(|e| StepFail::infra(st.span, e.to_string()))?;
-                let p = plan::Prepared { canister: "ic".into(), method: "canisters".into(), query: true, sender: String::new(), arg: vec![], iface: iface.clone(), rets, at: None };
+                let bytes = candid::IDLArgs::new(&[value])
+                    .to_bytes_with_types(&iface.env, &rets)
+                    .map_err(|e| StepFail::infra(st.span, e.to_string()))?;
+                let p = plan::Prepared {
+                    canister: "ic".into(),
+                    method: "canisters".into(),
+                    query: true,
+                    sender: String::new(),
+                    arg: vec![],
+                    iface: iface.clone(),
+                    rets,
+                    at: None,
+                };
                 let result = self.decode(Ok(bytes), &p);
                 obs.insert("canisters".into(), J::String("all".into()));
                 self.render_result(obs, &result);
-                let st2 = PStep { step: st2, ..st.clone() };
+                let st2 = PStep {
+                    step: st2,
+                    ..st.clone()
+                };
                 let mm = self.expectations(&st2, &p, &result)?;
                 if mm.is_empty() {
                     self.capture(&st2, &p, &result, obs)?;
@@ -1068,22 +1515,35 @@ impl Run<'_> {
                 let id = self.principal_ref(&c.canister, &scope)?;
                 let amount = |n: &crate::yaml::RawNode| -> Result<u128, StepFail> {
                     let n = codec::interpolate(&n.0, &r!()).map_err(StepFail::value)?;
-                    codec::parse_big(&n).and_then(|i| u128::try_from(i).ok()).ok_or_else(|| StepFail::msg(n.span, "cycles must be a non-negative number"))
+                    codec::parse_big(&n)
+                        .and_then(|i| u128::try_from(i).ok())
+                        .ok_or_else(|| {
+                            StepFail::msg(n.span, "cycles must be a non-negative number")
+                        })
                 };
                 let mut m = Map::new();
-                m.insert("canister".into(), J::String(self.norm().principal_name(&id)));
+                m.insert(
+                    "canister".into(),
+                    J::String(self.norm().principal_name(&id)),
+                );
                 match (&c.set, &c.add) {
                     (Some(n), _) => {
                         let v = amount(n)?;
-                        self.ic.set_cycles(id, v).map_err(|e| StepFail::infra(st.span, e))?;
+                        self.ic
+                            .set_cycles(id, v)
+                            .map_err(|e| StepFail::infra(st.span, e))?;
                         m.insert("set".into(), J::String(codec::bucket_cycles(v as i128)));
                     }
                     (None, Some(n)) => {
                         let v = amount(n)?;
-                        self.ic.add_cycles(id, v).map_err(|e| StepFail::infra(st.span, e))?;
+                        self.ic
+                            .add_cycles(id, v)
+                            .map_err(|e| StepFail::infra(st.span, e))?;
                         m.insert("add".into(), J::String(codec::bucket_cycles(v as i128)));
                     }
-                    (None, None) => return Err(StepFail::msg(st.span, "`cycles` needs `set` or `add`")),
+                    (None, None) => {
+                        return Err(StepFail::msg(st.span, "`cycles` needs `set` or `add`"))
+                    }
                 }
                 obs.insert("cycles".into(), J::Object(m));
                 Ok(vec![])
@@ -1119,24 +1579,45 @@ impl Run<'_> {
             }
             "release" => {
                 let t = s.release.clone().expect("release");
-                let n = self.faults.get(&t.value).map(|id| self.ic.release_held(*id)).unwrap_or(0);
+                let n = self
+                    .faults
+                    .get(&t.value)
+                    .map(|id| self.ic.release_held(*id))
+                    .unwrap_or(0);
                 obs.insert("release".into(), J::String(t.value.clone()));
                 obs.insert("released".into(), J::from(n));
                 Ok(vec![])
             }
-            other => Err(StepFail::infra(st.span, format!("unexpected action `{other}`"))),
+            other => Err(StepFail::infra(
+                st.span,
+                format!("unexpected action `{other}`"),
+            )),
         }
     }
 
-    fn controller_sender(&self, canister: &str, as_: Option<&Spanned<String>>, scope: &BTreeMap<String, Node>) -> Result<Principal, StepFail> {
+    fn controller_sender(
+        &self,
+        canister: &str,
+        as_: Option<&Spanned<String>>,
+        scope: &BTreeMap<String, Node>,
+    ) -> Result<Principal, StepFail> {
         match as_ {
             Some(a) => {
-                let n = plan::sender_name(self.l, Some(a), &self.resolver(scope)).map_err(StepFail::value)?;
+                let n = plan::sender_name(self.l, Some(a), &self.resolver(scope))
+                    .map_err(StepFail::value)?;
                 Ok(self.sender(&n))
             }
             None => {
-                let c = self.l.canister(canister).ok_or_else(|| StepFail::infra(Span::default(), "no such canister"))?;
-                Ok(self.sender(c.controllers.first().map(String::as_str).unwrap_or(plan::CONTROLLER)))
+                let c = self
+                    .l
+                    .canister(canister)
+                    .ok_or_else(|| StepFail::infra(Span::default(), "no such canister"))?;
+                Ok(self.sender(
+                    c.controllers
+                        .first()
+                        .map(String::as_str)
+                        .unwrap_or(plan::CONTROLLER),
+                ))
             }
         }
     }
@@ -1157,13 +1638,22 @@ impl Run<'_> {
         obs: &mut Map<String, J>,
     ) -> Result<Option<Reject>, StepFail> {
         let name = target.name;
-        let cp = self.l.canister(name).ok_or_else(|| StepFail::msg(span, format!("no canister `{name}`")))?.clone();
-        let mut spec = self.builds.get(name).cloned().unwrap_or_else(|| cp.spec.clone());
+        let cp = self
+            .l
+            .canister(name)
+            .ok_or_else(|| StepFail::msg(span, format!("no canister `{name}`")))?
+            .clone();
+        let mut spec = self
+            .builds
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| cp.spec.clone());
         if let Some(fs) = features {
             spec.features = fs.iter().map(|f| f.value.clone()).collect();
         }
         let art = self.build(&spec).map_err(|e| StepFail::infra(span, e))?;
-        let arg = plan::upgrade_arg(&cp, args.as_ref(), &self.resolver(scope)).map_err(StepFail::value)?;
+        let arg = plan::upgrade_arg(&cp, args.as_ref(), &self.resolver(scope))
+            .map_err(StepFail::value)?;
         let id = match target.at {
             Some(id) => id,
             None => self.canister_id(name)?,
@@ -1174,46 +1664,78 @@ impl Run<'_> {
         }
         let stop_first = in_flight == InFlight::StopFirst;
         if stop_first {
-            self.ic.stop(sender, id).map_err(|e| StepFail::msg(span, format!("stopping `{name}` before the upgrade: {e}")))?;
+            self.ic.stop(sender, id).map_err(|e| {
+                StepFail::msg(span, format!("stopping `{name}` before the upgrade: {e}"))
+            })?;
         }
         let res = self.ic.install(sender, id, mode, &art.wasm, &arg);
         if stop_first {
-            self.ic.start(sender, id).map_err(|e| StepFail::msg(span, format!("starting `{name}` after the upgrade: {e}")))?;
+            self.ic.start(sender, id).map_err(|e| {
+                StepFail::msg(span, format!("starting `{name}` after the upgrade: {e}"))
+            })?;
         }
         if let Err(e) = res {
             if target.expect_reject {
-                self.ic.run_until_idle(100).map_err(|e| StepFail::infra(span, e))?;
+                self.ic
+                    .run_until_idle(100)
+                    .map_err(|e| StepFail::infra(span, e))?;
                 return Ok(Some(e));
             }
-            return Err(StepFail::msg(span, format!("{:?} of `{name}` failed: {e}", mode)));
+            return Err(StepFail::msg(
+                span,
+                format!("{:?} of `{name}` failed: {e}", mode),
+            ));
         }
         if target.at.is_none() {
             self.builds.insert(name.to_string(), spec);
             self.wasms.insert(name.to_string(), art);
         }
-        self.ic.run_until_idle(100).map_err(|e| StepFail::infra(span, e))?;
+        self.ic
+            .run_until_idle(100)
+            .map_err(|e| StepFail::infra(span, e))?;
         Ok(None)
     }
 
-    fn add_fault(&mut self, f: &FaultSpec, span: Span, scope: &BTreeMap<String, Node>) -> Result<u64, StepFail> {
-        let target = if f.target.value == "management" { None } else { Some(self.principal_ref(&f.target, scope)?) };
+    fn add_fault(
+        &mut self,
+        f: &FaultSpec,
+        span: Span,
+        scope: &BTreeMap<String, Node>,
+    ) -> Result<u64, StepFail> {
+        let target = if f.target.value == "management" {
+            None
+        } else {
+            Some(self.principal_ref(&f.target, scope)?)
+        };
         let caller = match &f.caller {
             Some(c) => Some(self.principal_ref(c, scope)?),
             None => None,
         };
         let method = match &f.method {
-            Some(m) => Some(codec::interpolate_str(m, span, &self.resolver(scope)).map_err(StepFail::value)?),
+            Some(m) => Some(
+                codec::interpolate_str(m, span, &self.resolver(scope)).map_err(StepFail::value)?,
+            ),
             None => None,
         };
         let action = match &f.action {
-            FaultActionSpec::Reject { code, message } => FaultAction::Reject { code: backend::code_of(*code), message: message.clone() },
+            FaultActionSpec::Reject { code, message } => FaultAction::Reject {
+                code: backend::code_of(*code),
+                message: message.clone(),
+            },
             FaultActionSpec::Trap(m) => FaultAction::Trap(m.clone()),
             FaultActionSpec::Hold => FaultAction::Hold,
             FaultActionSpec::DelayRounds(n) => FaultAction::DelayRounds(*n),
             FaultActionSpec::Timeout => FaultAction::Timeout,
         };
         self.ic
-            .add_fault(FaultRule { target, caller, method, nth: f.nth, times: f.times, action })
+            .add_fault(FaultRule {
+                target,
+                caller,
+                method,
+                nth: f.nth,
+                times: f.times,
+                action,
+            })
             .map_err(|e| StepFail::infra(span, e))
     }
 
@@ -1222,9 +1744,16 @@ impl Run<'_> {
             let mut obs = Map::new();
             let mm = self.step(&inv, &mut obs)?;
             if !mm.is_empty() {
-                let mut lines = vec![format!("invariant `{}` does not hold after step `{after}`", inv.id)];
+                let mut lines = vec![format!(
+                    "invariant `{}` does not hold after step `{after}`",
+                    inv.id
+                )];
                 lines.extend(mm.iter().map(|m| m.to_string()));
-                return Err(StepFail { span: inv.span, lines, infra: false });
+                return Err(StepFail {
+                    span: inv.span,
+                    lines,
+                    infra: false,
+                });
             }
         }
         Ok(())
@@ -1233,7 +1762,9 @@ impl Run<'_> {
 
 fn fault_obs(f: &FaultSpec) -> J {
     let action = match &f.action {
-        FaultActionSpec::Reject { code, message } => json!({ "reject": { "code": format!("{code:?}"), "message": message } }),
+        FaultActionSpec::Reject { code, message } => {
+            json!({ "reject": { "code": format!("{code:?}"), "message": message } })
+        }
         FaultActionSpec::Trap(m) => json!({ "trap": m }),
         FaultActionSpec::Hold => json!("hold"),
         FaultActionSpec::DelayRounds(n) => json!({ "delay_rounds": n }),
@@ -1261,7 +1792,10 @@ fn seed_of(t: &Trial) -> u64 {
     if let Some(s) = t.scenario.sc.seed {
         return s;
     }
-    if let Some(s) = std::env::var("SCENARIO_SEED").ok().and_then(|s| s.parse().ok()) {
+    if let Some(s) = std::env::var("SCENARIO_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         return s;
     }
     use sha2::{Digest, Sha256};
@@ -1276,7 +1810,13 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
     let ic = match (opts.open)(t.backend, START_TIME_NANOS, seed_of(t)) {
         Ok(ic) => ic,
         Err(Unavailable(why)) => {
-            return TrialResult { status: Status::Skip, message: why, transcript: J::Null, coverage: Coverage::default(), elapsed: started.elapsed() }
+            return TrialResult {
+                status: Status::Skip,
+                message: why,
+                transcript: J::Null,
+                coverage: Coverage::default(),
+                elapsed: started.elapsed(),
+            }
         }
     };
     let mut run = Run {
@@ -1300,31 +1840,59 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
         } else {
             Some(codec::Stable {
                 wasms: vec![],
-                balances: l.sc.normalize.iter().any(|o| o.value == crate::model::NormalizeOpt::Balances),
-                text_numbers: l.sc.normalize.iter().any(|o| o.value == crate::model::NormalizeOpt::TextNumbers),
+                balances: l
+                    .sc
+                    .normalize
+                    .iter()
+                    .any(|o| o.value == crate::model::NormalizeOpt::Balances),
+                text_numbers: l
+                    .sc
+                    .normalize
+                    .iter()
+                    .any(|o| o.value == crate::model::NormalizeOpt::TextNumbers),
             })
         },
     };
-    let trace = std::env::var("SCENARIO_TRACE").map(|v| v == "1").unwrap_or(false);
+    let trace = std::env::var("SCENARIO_TRACE")
+        .map(|v| v == "1")
+        .unwrap_or(false);
     let setup_started = Instant::now();
     let setup = run.setup();
     if trace {
-        eprintln!("  [{:>8.1} ms] setup (build, create, install)", setup_started.elapsed().as_secs_f64() * 1e3);
+        eprintln!(
+            "  [{:>8.1} ms] setup (build, create, install)",
+            setup_started.elapsed().as_secs_f64() * 1e3
+        );
     }
     if let Err(e) = setup {
-        let msg = format!("{}: setup failed: {e}\n  reproduce: {}\n", t.name, t.repro());
-        return TrialResult { status: Status::Infra, message: msg, transcript: J::Null, coverage: run.coverage, elapsed: started.elapsed() };
+        let msg = format!(
+            "{}: setup failed: {e}\n  reproduce: {}\n",
+            t.name,
+            t.repro()
+        );
+        return TrialResult {
+            status: Status::Infra,
+            message: msg,
+            transcript: J::Null,
+            coverage: run.coverage,
+            elapsed: started.elapsed(),
+        };
     }
 
     let (fault_v, relax_after) = match &t.variant {
         VariantSel::Fault { idx, stage } => {
             let fv = &l.sc.variants.fault_at_each_stage[*idx];
-            (Some((fv, stage.clone())), fv.then.unwrap_or(FaultThen::Relaxed) == FaultThen::Relaxed)
+            (
+                Some((fv, stage.clone())),
+                fv.then.unwrap_or(FaultThen::Relaxed) == FaultThen::Relaxed,
+            )
         }
         _ => (None, false),
     };
     let upgrade_v = match &t.variant {
-        VariantSel::Upgrade { idx, stage } => Some((&l.sc.variants.upgrade_at_each_stage[*idx], stage.clone())),
+        VariantSel::Upgrade { idx, stage } => {
+            Some((&l.sc.variants.upgrade_at_each_stage[*idx], stage.clone()))
+        }
         _ => None,
     };
 
@@ -1349,14 +1917,21 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
                     let mut obs = Map::new();
                     obs.insert("inject".into(), J::String(t.variant_name.clone()));
                     let res = match (&fv.fault, &fv.failpoint) {
-                        (Some(f), _) => run.add_fault(f, fv.name.span, &BTreeMap::new()).map(|_| {
-                            obs.insert("fault".into(), fault_obs(f));
-                        }),
+                        (Some(f), _) => {
+                            run.add_fault(f, fv.name.span, &BTreeMap::new()).map(|_| {
+                                obs.insert("fault".into(), fault_obs(f));
+                            })
+                        }
                         (None, Some(c)) => {
                             let ps = PStep {
                                 id: format!("inject.{}", fv.name.value),
                                 span: c.span,
-                                step: crate::model::Step { failpoint: Some(c.clone()), as_: fv.as_.clone(), args: fv.args.clone(), ..Default::default() },
+                                step: crate::model::Step {
+                                    failpoint: Some(c.clone()),
+                                    as_: fv.as_.clone(),
+                                    args: fv.args.clone(),
+                                    ..Default::default()
+                                },
                                 action: "failpoint",
                                 scope: Arc::new(BTreeMap::new()),
                                 lint: true,
@@ -1365,14 +1940,27 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
                                 if mm.is_empty() {
                                     Ok(())
                                 } else {
-                                    Err(StepFail { span: c.span, lines: mm.iter().map(|m| m.to_string()).collect(), infra: false })
+                                    Err(StepFail {
+                                        span: c.span,
+                                        lines: mm.iter().map(|m| m.to_string()).collect(),
+                                        infra: false,
+                                    })
                                 }
                             })
                         }
                         _ => Ok(()),
                     };
                     run.transcript.push(J::Object(obs));
-                    run.rows.push(Row { id: "inject".into(), what: t.variant_name.clone(), state: if res.is_ok() { RowState::Ok } else { RowState::Failed }, detail: vec![] });
+                    run.rows.push(Row {
+                        id: "inject".into(),
+                        what: t.variant_name.clone(),
+                        state: if res.is_ok() {
+                            RowState::Ok
+                        } else {
+                            RowState::Failed
+                        },
+                        detail: vec![],
+                    });
                     if let Err(e) = res {
                         let logs = run.new_logs();
                         failure = Some(("inject".into(), e, logs));
@@ -1387,8 +1975,14 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
                     obs.insert("inject".into(), J::String(t.variant_name.clone()));
                     let empty = BTreeMap::new();
                     let res = run.install(
-                        InstallTarget { name: &uv.canister.value, at: None, expect_reject: false },
-                        Install::Upgrade { skip_pre_upgrade: uv.skip_pre_upgrade.unwrap_or(false) },
+                        InstallTarget {
+                            name: &uv.canister.value,
+                            at: None,
+                            expect_reject: false,
+                        },
+                        Install::Upgrade {
+                            skip_pre_upgrade: uv.skip_pre_upgrade.unwrap_or(false),
+                        },
                         uv.features.as_ref(),
                         uv.args.as_ref().map(|a| a.0.clone()),
                         uv.in_flight.unwrap_or(InFlight::StopFirst),
@@ -1398,7 +1992,16 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
                         &mut obs,
                     );
                     run.transcript.push(J::Object(obs));
-                    run.rows.push(Row { id: "inject".into(), what: t.variant_name.clone(), state: if res.is_ok() { RowState::Ok } else { RowState::Failed }, detail: vec![] });
+                    run.rows.push(Row {
+                        id: "inject".into(),
+                        what: t.variant_name.clone(),
+                        state: if res.is_ok() {
+                            RowState::Ok
+                        } else {
+                            RowState::Failed
+                        },
+                        detail: vec![],
+                    });
                     if let Err(e) = res {
                         let logs = run.new_logs();
                         failure = Some(("inject".into(), e, logs));
@@ -1417,39 +2020,91 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
         let res = run.step(&st, &mut obs);
         let what = match obs.get(st.action).and_then(|v| v.as_str()) {
             Some(t) => match &st.step.as_ {
-                Some(_) => format!("{} {t} as {}", st.action, obs.get("as").and_then(|v| v.as_str()).unwrap_or("?")),
+                Some(_) => format!(
+                    "{} {t} as {}",
+                    st.action,
+                    obs.get("as").and_then(|v| v.as_str()).unwrap_or("?")
+                ),
                 None => format!("{} {t}", st.action),
             },
             None => describe(&st),
         };
         if trace {
-            eprintln!("  [{:>8.1} ms] {} {}", step_started.elapsed().as_secs_f64() * 1e3, st.id, what);
+            eprintln!(
+                "  [{:>8.1} ms] {} {}",
+                step_started.elapsed().as_secs_f64() * 1e3,
+                st.id,
+                what
+            );
         }
         let enforce = !relaxed || in_on_fault;
         match res {
             Ok(mm) if mm.is_empty() => {
-                run.rows.push(Row { id: st.id.clone(), what, state: RowState::Ok, detail: vec![] });
+                run.rows.push(Row {
+                    id: st.id.clone(),
+                    what,
+                    state: RowState::Ok,
+                    detail: vec![],
+                });
             }
             Ok(mm) if !enforce => {
-                obs.insert("relaxed".into(), J::Array(mm.iter().map(|m| J::String(m.to_string())).collect()));
-                run.rows.push(Row { id: st.id.clone(), what, state: RowState::Relaxed, detail: mm.iter().map(|m| m.to_string()).collect() });
+                obs.insert(
+                    "relaxed".into(),
+                    J::Array(mm.iter().map(|m| J::String(m.to_string())).collect()),
+                );
+                run.rows.push(Row {
+                    id: st.id.clone(),
+                    what,
+                    state: RowState::Relaxed,
+                    detail: mm.iter().map(|m| m.to_string()).collect(),
+                });
             }
             Ok(mm) => {
-                run.rows.push(Row { id: st.id.clone(), what, state: RowState::Failed, detail: mm.iter().map(|m| m.to_string()).collect() });
+                run.rows.push(Row {
+                    id: st.id.clone(),
+                    what,
+                    state: RowState::Failed,
+                    detail: mm.iter().map(|m| m.to_string()).collect(),
+                });
                 if st.step.snapshot.unwrap_or(true) {
                     run.transcript.push(J::Object(obs));
                 }
                 let logs = run.new_logs();
-                let span = mm.first().map(|m| m.span).filter(|s| *s != Span::default()).unwrap_or(st.span);
-                failure = Some((st.id.clone(), StepFail { span, lines: mm.iter().map(|m| m.to_string()).collect(), infra: false }, logs));
+                let span = mm
+                    .first()
+                    .map(|m| m.span)
+                    .filter(|s| *s != Span::default())
+                    .unwrap_or(st.span);
+                failure = Some((
+                    st.id.clone(),
+                    StepFail {
+                        span,
+                        lines: mm.iter().map(|m| m.to_string()).collect(),
+                        infra: false,
+                    },
+                    logs,
+                ));
                 break;
             }
             Err(e) if !enforce && !e.infra => {
-                obs.insert("relaxed".into(), J::Array(e.lines.iter().map(|m| J::String(m.clone())).collect()));
-                run.rows.push(Row { id: st.id.clone(), what, state: RowState::Relaxed, detail: e.lines.clone() });
+                obs.insert(
+                    "relaxed".into(),
+                    J::Array(e.lines.iter().map(|m| J::String(m.clone())).collect()),
+                );
+                run.rows.push(Row {
+                    id: st.id.clone(),
+                    what,
+                    state: RowState::Relaxed,
+                    detail: e.lines.clone(),
+                });
             }
             Err(e) => {
-                run.rows.push(Row { id: st.id.clone(), what, state: RowState::Failed, detail: e.lines.clone() });
+                run.rows.push(Row {
+                    id: st.id.clone(),
+                    what,
+                    state: RowState::Failed,
+                    detail: e.lines.clone(),
+                });
                 if st.step.snapshot.unwrap_or(true) {
                     run.transcript.push(J::Object(obs));
                 }
@@ -1494,21 +2149,50 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
     });
 
     // coverage cells
-    let cell = |kind: &str, name: &str, stage: &str| (l.id.clone(), kind.to_string(), name.to_string(), stage.to_string());
+    let cell = |kind: &str, name: &str, stage: &str| {
+        (
+            l.id.clone(),
+            kind.to_string(),
+            name.to_string(),
+            stage.to_string(),
+        )
+    };
     let ok = failure.is_none();
     match &t.variant {
         VariantSel::Fault { idx, stage } => {
-            run.coverage.cells.insert(cell("fault", &l.sc.variants.fault_at_each_stage[*idx].name.value, stage), ok);
+            run.coverage.cells.insert(
+                cell(
+                    "fault",
+                    &l.sc.variants.fault_at_each_stage[*idx].name.value,
+                    stage,
+                ),
+                ok,
+            );
         }
         VariantSel::Upgrade { idx, stage } => {
-            run.coverage.cells.insert(cell("upgrade", &l.sc.variants.upgrade_at_each_stage[*idx].canister.value, stage), ok);
+            run.coverage.cells.insert(
+                cell(
+                    "upgrade",
+                    &l.sc.variants.upgrade_at_each_stage[*idx].canister.value,
+                    stage,
+                ),
+                ok,
+            );
         }
         VariantSel::Case { idx } => {
             if let Some((kind, name, stage)) = &l.cases[*idx].cell {
-                let e = run.coverage.matrix.entry((kind.clone(), name.clone(), stage.clone())).or_default();
+                let e = run
+                    .coverage
+                    .matrix
+                    .entry((kind.clone(), name.clone(), stage.clone()))
+                    .or_default();
                 match &l.cases[*idx].known_bug {
                     // reproduced: shown as a known bug; no longer reproduced: the trial fails below
-                    Some(k) if failure.as_ref().is_some_and(|(at, f, _)| !f.infra && *at == k.at.value) => {
+                    Some(k)
+                        if failure
+                            .as_ref()
+                            .is_some_and(|(at, f, _)| !f.infra && *at == k.at.value) =>
+                    {
                         e.known_bugs.push(t.name.clone());
                     }
                     Some(_) => e.trials.push((t.name.clone(), false)),
@@ -1526,7 +2210,11 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
     let coverage = run.coverage.clone();
     if let Some(bug) = t.known_bug() {
         let expected_at = match &t.variant {
-            VariantSel::Case { idx } => l.cases[*idx].known_bug.as_ref().map(|k| k.at.value.clone()).unwrap_or_default(),
+            VariantSel::Case { idx } => l.cases[*idx]
+                .known_bug
+                .as_ref()
+                .map(|k| k.at.value.clone())
+                .unwrap_or_default(),
             _ => String::new(),
         };
         return match failure {
@@ -1536,13 +2224,29 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
                     write_artifacts(t, &transcript, Some(&report));
                 }
                 let message = format!("known bug, still reproduces at step `{at}`: {bug}");
-                TrialResult { status: Status::Pass, message, transcript, coverage, elapsed }
+                TrialResult {
+                    status: Status::Pass,
+                    message,
+                    transcript,
+                    coverage,
+                    elapsed,
+                }
             }
             Some((at, fail, logs)) => {
                 let report = render_failure(&run, t, &at, &fail, &logs, &steps);
-                let status = if fail.infra { Status::Infra } else { Status::Fail };
+                let status = if fail.infra {
+                    Status::Infra
+                } else {
+                    Status::Fail
+                };
                 let message = format!("(a known bug is expected at step `{expected_at}`, this failed at `{at}`)\n{report}");
-                TrialResult { status, message, transcript, coverage, elapsed }
+                TrialResult {
+                    status,
+                    message,
+                    transcript,
+                    coverage,
+                    elapsed,
+                }
             }
             None => {
                 let message = format!(
@@ -1550,7 +2254,13 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
                     t.name,
                     t.repro()
                 );
-                TrialResult { status: Status::Fail, message, transcript, coverage, elapsed }
+                TrialResult {
+                    status: Status::Fail,
+                    message,
+                    transcript,
+                    coverage,
+                    elapsed,
+                }
             }
         };
     }
@@ -1559,15 +2269,31 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
             if opts.write_artifacts {
                 write_artifacts(t, &transcript, None);
             }
-            TrialResult { status: Status::Pass, message: String::new(), transcript, coverage, elapsed }
+            TrialResult {
+                status: Status::Pass,
+                message: String::new(),
+                transcript,
+                coverage,
+                elapsed,
+            }
         }
         Some((at, fail, logs)) => {
             let report = render_failure(&run, t, &at, &fail, &logs, &steps);
             if opts.write_artifacts {
                 write_artifacts(t, &transcript, Some(&report));
             }
-            let status = if fail.infra { Status::Infra } else { Status::Fail };
-            TrialResult { status, message: report, transcript, coverage, elapsed }
+            let status = if fail.infra {
+                Status::Infra
+            } else {
+                Status::Fail
+            };
+            TrialResult {
+                status,
+                message: report,
+                transcript,
+                coverage,
+                elapsed,
+            }
         }
     }
 }
@@ -1575,8 +2301,22 @@ pub fn run_trial(project: &Project, t: &Trial, opts: &RunOptions) -> TrialResult
 fn describe(st: &PStep) -> String {
     let s = &st.step;
     let target = [
-        &s.call, &s.query, &s.submit, &s.await_, &s.check, &s.tick_until, &s.advance_time, &s.set_time, &s.upgrade, &s.reinstall, &s.stop,
-        &s.start, &s.clear_fault, &s.release, &s.failpoint, &s.at,
+        &s.call,
+        &s.query,
+        &s.submit,
+        &s.await_,
+        &s.check,
+        &s.tick_until,
+        &s.advance_time,
+        &s.set_time,
+        &s.upgrade,
+        &s.reinstall,
+        &s.stop,
+        &s.start,
+        &s.clear_fault,
+        &s.release,
+        &s.failpoint,
+        &s.at,
     ]
     .into_iter()
     .flatten()
@@ -1594,16 +2334,39 @@ fn describe(st: &PStep) -> String {
     d
 }
 
-fn render_failure(run: &Run, t: &Trial, at: &str, fail: &StepFail, logs: &[(String, Vec<LogLine>)], steps: &[PStep]) -> String {
+fn render_failure(
+    run: &Run,
+    t: &Trial,
+    at: &str,
+    fail: &StepFail,
+    logs: &[(String, Vec<LogLine>)],
+    steps: &[PStep],
+) -> String {
     let l = run.l;
     let mut s = String::new();
-    let loc = format!("{}:{}:{}", crate::paths::display(&l.file), fail.span.line, fail.span.col);
+    let loc = format!(
+        "{}:{}:{}",
+        crate::paths::display(&l.file),
+        fail.span.line,
+        fail.span.col
+    );
     s.push_str(&format!(
         "{} {} at step `{at}` ({loc})\n\n",
         t.name,
-        if fail.infra { "hit an infrastructure error" } else { "failed" }
+        if fail.infra {
+            "hit an infrastructure error"
+        } else {
+            "failed"
+        }
     ));
-    let width = run.rows.iter().map(|r| r.id.len()).chain(steps.iter().map(|s| s.id.len())).max().unwrap_or(4).max(4);
+    let width = run
+        .rows
+        .iter()
+        .map(|r| r.id.len())
+        .chain(steps.iter().map(|s| s.id.len()))
+        .max()
+        .unwrap_or(4)
+        .max(4);
     for r in &run.rows {
         let mark = match r.state {
             RowState::Ok => "✓",
@@ -1618,7 +2381,11 @@ fn render_failure(run: &Run, t: &Trial, at: &str, fail: &StepFail, logs: &[(Stri
     let ran: BTreeSet<&str> = run.rows.iter().map(|r| r.id.as_str()).collect();
     for st in steps {
         if !ran.contains(st.id.as_str()) {
-            s.push_str(&format!("  · {:width$}  {} (not run)\n", st.id, describe(st)));
+            s.push_str(&format!(
+                "  · {:width$}  {} (not run)\n",
+                st.id,
+                describe(st)
+            ));
         }
     }
     if !fail.lines.is_empty() && !run.rows.iter().any(|r| r.state == RowState::Failed) {
@@ -1629,8 +2396,17 @@ fn render_failure(run: &Run, t: &Trial, at: &str, fail: &StepFail, logs: &[(Stri
     if let Some(line) = l.source.lines().nth(fail.span.line.saturating_sub(1)) {
         if fail.span.line > 0 {
             s.push_str(&format!("\n  {} | {}\n", fail.span.line, line));
-            let pad: String = line.chars().take(fail.span.col.saturating_sub(1)).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
-            s.push_str(&format!("  {:w$} | {}^\n", "", pad, w = fail.span.line.to_string().len()));
+            let pad: String = line
+                .chars()
+                .take(fail.span.col.saturating_sub(1))
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            s.push_str(&format!(
+                "  {:w$} | {}^\n",
+                "",
+                pad,
+                w = fail.span.line.to_string().len()
+            ));
         }
     }
     if logs.is_empty() {
@@ -1640,12 +2416,19 @@ fn render_failure(run: &Run, t: &Trial, at: &str, fail: &StepFail, logs: &[(Stri
         for (c, lines) in logs {
             for line in lines.iter().rev().take(40).rev() {
                 let rel = line.time_nanos as i128 - START_TIME_NANOS as i128;
-                s.push_str(&format!("    {c} [T+{}] {}\n", codec::fmt_duration(rel.max(0) as u128), run.names_in(&line.text)));
+                s.push_str(&format!(
+                    "    {c} [T+{}] {}\n",
+                    codec::fmt_duration(rel.max(0) as u128),
+                    run.names_in(&line.text)
+                ));
             }
         }
     }
     s.push_str(&format!("\n  reproduce: {}\n", t.repro()));
-    s.push_str(&format!("  artifacts: {}\n", crate::paths::display(&t.artifact_dir())));
+    s.push_str(&format!(
+        "  artifacts: {}\n",
+        crate::paths::display(&t.artifact_dir())
+    ));
     s
 }
 
@@ -1654,7 +2437,10 @@ fn write_artifacts(t: &Trial, transcript: &J, report: Option<&str>) {
     if std::fs::create_dir_all(&dir).is_err() {
         return;
     }
-    let _ = std::fs::write(dir.join("transcript.json"), serde_json::to_string_pretty(transcript).unwrap_or_default());
+    let _ = std::fs::write(
+        dir.join("transcript.json"),
+        serde_json::to_string_pretty(transcript).unwrap_or_default(),
+    );
     match report {
         Some(r) => {
             let _ = std::fs::write(dir.join("failure.txt"), r);
@@ -1695,9 +2481,41 @@ pub fn snapshot(t: &Trial, transcript: &J) -> Result<(), String> {
 pub struct Ordered(pub J);
 
 const KEY_ORDER: &[&str] = &[
-    "scenario", "variant", "step", "inject", "call", "query", "check", "submit", "await", "tick", "tick_until", "advance_time", "set_time",
-    "upgrade", "reinstall", "stop", "start", "fault", "clear_fault", "release", "failpoint", "canisters", "build", "as", "at", "args", "reply", "reject",
-    "rounds", "released", "captured", "relaxed", "time", "steps", "final",
+    "scenario",
+    "variant",
+    "step",
+    "inject",
+    "call",
+    "query",
+    "check",
+    "submit",
+    "await",
+    "tick",
+    "tick_until",
+    "advance_time",
+    "set_time",
+    "upgrade",
+    "reinstall",
+    "stop",
+    "start",
+    "fault",
+    "clear_fault",
+    "release",
+    "failpoint",
+    "canisters",
+    "build",
+    "as",
+    "at",
+    "args",
+    "reply",
+    "reject",
+    "rounds",
+    "released",
+    "captured",
+    "relaxed",
+    "time",
+    "steps",
+    "final",
 ];
 
 impl serde::Serialize for Ordered {
@@ -1706,7 +2524,12 @@ impl serde::Serialize for Ordered {
         match &self.0 {
             J::Object(m) => {
                 let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort_by_key(|k| (KEY_ORDER.iter().position(|x| x == k).unwrap_or(usize::MAX), k.to_string()));
+                keys.sort_by_key(|k| {
+                    (
+                        KEY_ORDER.iter().position(|x| x == k).unwrap_or(usize::MAX),
+                        k.to_string(),
+                    )
+                });
                 let mut map = ser.serialize_map(Some(keys.len()))?;
                 for k in keys {
                     // only the transcript's own levels are reordered; values keep sorted keys

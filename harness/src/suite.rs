@@ -31,7 +31,11 @@ pub fn files(args: &[String]) -> Vec<PathBuf> {
     let mut out = vec![];
     for a in args {
         let p = PathBuf::from(a);
-        let p = if p.is_absolute() || p.exists() { p } else { crate::paths::root().join(a) };
+        let p = if p.is_absolute() || p.exists() {
+            p
+        } else {
+            crate::paths::root().join(a)
+        };
         if p.is_dir() {
             out.extend(crate::paths::discover(&p));
         } else {
@@ -61,7 +65,11 @@ pub fn load_all(project: &Project, files: &[PathBuf]) -> (Vec<Rc<Loaded>>, Vec<L
 /// Trials of the loaded scenarios, filtered by `SCENARIO_TAGS`.
 pub fn trials(loaded: &[Rc<Loaded>]) -> Vec<Trial> {
     let tags = std::env::var("SCENARIO_TAGS").unwrap_or_default();
-    loaded.iter().filter(|l| runner::tags_selected(l, &tags)).flat_map(runner::expand).collect()
+    loaded
+        .iter()
+        .filter(|l| runner::tags_selected(l, &tags))
+        .flat_map(runner::expand)
+        .collect()
 }
 
 /// One finished trial, for reports.
@@ -74,10 +82,20 @@ pub struct Finished {
 }
 
 /// Run one trial including its skip check and snapshot.
-pub fn run_one(project: &Project, t: &Trial, opts: &runner::RunOptions) -> (TrialResult, Option<String>) {
+pub fn run_one(
+    project: &Project,
+    t: &Trial,
+    opts: &runner::RunOptions,
+) -> (TrialResult, Option<String>) {
     if let Some(why) = runner::skip_reason(project, t) {
         return (
-            TrialResult { status: Status::Skip, message: why, transcript: serde_json::Value::Null, coverage: Coverage::default(), elapsed: Duration::ZERO },
+            TrialResult {
+                status: Status::Skip,
+                message: why,
+                transcript: serde_json::Value::Null,
+                coverage: Coverage::default(),
+                elapsed: Duration::ZERO,
+            },
             None,
         );
     }
@@ -103,7 +121,10 @@ pub fn run_one(project: &Project, t: &Trial, opts: &runner::RunOptions) -> (Tria
 }
 
 fn xml(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// JUnit XML for CI.
@@ -119,12 +140,23 @@ pub fn junit(results: &[Finished]) -> String {
     ));
     for r in results {
         let (class, name) = r.name.split_once("::").unwrap_or(("scenarios", &r.name));
-        s.push_str(&format!("  <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">", xml(class), xml(name), r.elapsed.as_secs_f64()));
+        s.push_str(&format!(
+            "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">",
+            xml(class),
+            xml(name),
+            r.elapsed.as_secs_f64()
+        ));
         match r.status {
             Status::Pass => {}
             Status::Skip => s.push_str(&format!("<skipped message=\"{}\"/>", xml(&r.message))),
-            Status::Fail => s.push_str(&format!("<failure message=\"assertion failed\">{}</failure>", xml(&r.message))),
-            Status::Infra => s.push_str(&format!("<error message=\"infrastructure error\">{}</error>", xml(&r.message))),
+            Status::Fail => s.push_str(&format!(
+                "<failure message=\"assertion failed\">{}</failure>",
+                xml(&r.message)
+            )),
+            Status::Infra => s.push_str(&format!(
+                "<error message=\"infrastructure error\">{}</error>",
+                xml(&r.message)
+            )),
         }
         s.push_str("</testcase>\n");
     }
@@ -134,9 +166,17 @@ pub fn junit(results: &[Finished]) -> String {
 
 /// `suite: N trials (p passed, f failed, s skipped) in X s; median per trial Y ms`
 pub fn timing(results: &[Finished], wall: Duration) -> String {
-    let mut ran: Vec<Duration> = results.iter().filter(|r| r.status != Status::Skip).map(|r| r.elapsed).collect();
+    let mut ran: Vec<Duration> = results
+        .iter()
+        .filter(|r| r.status != Status::Skip)
+        .map(|r| r.elapsed)
+        .collect();
     ran.sort();
-    let median = if ran.is_empty() { Duration::ZERO } else { ran[ran.len() / 2] };
+    let median = if ran.is_empty() {
+        Duration::ZERO
+    } else {
+        ran[ran.len() / 2]
+    };
     let max = ran.last().copied().unwrap_or_default();
     let count = |s: Status| results.iter().filter(|r| r.status == s).count();
     format!(
@@ -189,7 +229,10 @@ pub struct TrialRef {
 
 impl TrialRef {
     pub fn of(t: &Trial) -> TrialRef {
-        TrialRef { file: t.scenario.file.clone(), name: t.name.clone() }
+        TrialRef {
+            file: t.scenario.file.clone(),
+            name: t.name.clone(),
+        }
     }
 
     /// The trial, loaded in this thread.
@@ -201,11 +244,17 @@ impl TrialRef {
         let loaded = match loaded {
             Some(l) => l,
             None => {
-                let l = Rc::new(plan::load(project, &self.file).map_err(|ds| ds.iter().map(|d| d.to_string()).collect::<String>())?);
+                let l = Rc::new(
+                    plan::load(project, &self.file)
+                        .map_err(|ds| ds.iter().map(|d| d.to_string()).collect::<String>())?,
+                );
                 CACHE.with(|c| c.borrow_mut().insert(self.file.clone(), l.clone()));
                 l
             }
         };
-        runner::expand(&loaded).into_iter().find(|t| t.name == self.name).ok_or_else(|| format!("trial {} disappeared", self.name))
+        runner::expand(&loaded)
+            .into_iter()
+            .find(|t| t.name == self.name)
+            .ok_or_else(|| format!("trial {} disappeared", self.name))
     }
 }

@@ -60,7 +60,10 @@ impl Node {
         }
     }
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
     }
     pub fn type_name(&self) -> &'static str {
         match self.kind {
@@ -91,13 +94,22 @@ impl Node {
         match &self.kind {
             Kind::Null => J::Null,
             Kind::Bool(b) => J::Bool(*b),
-            Kind::Int(i) => i64::try_from(*i).map(J::from).unwrap_or_else(|_| J::String(i.to_string())),
-            Kind::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
+            Kind::Int(i) => i64::try_from(*i)
+                .map(J::from)
+                .unwrap_or_else(|_| J::String(i.to_string())),
+            Kind::Float(f) => serde_json::Number::from_f64(*f)
+                .map(J::Number)
+                .unwrap_or(J::Null),
             Kind::Str(s) => J::String(s.clone()),
             Kind::Seq(v) => J::Array(v.iter().map(Node::to_json).collect()),
             Kind::Map(m) => J::Object(
                 m.iter()
-                    .map(|(k, v)| (k.as_str().map(str::to_string).unwrap_or_else(|| k.brief()), v.to_json()))
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().map(str::to_string).unwrap_or_else(|| k.brief()),
+                            v.to_json(),
+                        )
+                    })
                     .collect(),
             ),
         }
@@ -122,7 +134,11 @@ impl std::error::Error for Error {}
 
 impl de::Error for Error {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        Error { span: None, message: msg.to_string(), kind: "shape" }
+        Error {
+            span: None,
+            message: msg.to_string(),
+            kind: "shape",
+        }
     }
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
         let mut message = format!("unknown key `{field}`");
@@ -131,7 +147,11 @@ impl de::Error for Error {
         } else if !expected.is_empty() {
             message.push_str(&format!("; expected one of {}", expected.join(", ")));
         }
-        Error { span: None, message, kind: "unknown-key" }
+        Error {
+            span: None,
+            message,
+            kind: "unknown-key",
+        }
     }
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
         let mut message = format!("unknown value `{variant}`");
@@ -140,13 +160,25 @@ impl de::Error for Error {
         } else {
             message.push_str(&format!("; expected one of {}", expected.join(", ")));
         }
-        Error { span: None, message, kind: "unknown-key" }
+        Error {
+            span: None,
+            message,
+            kind: "unknown-key",
+        }
     }
     fn missing_field(field: &'static str) -> Self {
-        Error { span: None, message: format!("missing key `{field}`"), kind: "missing-key" }
+        Error {
+            span: None,
+            message: format!("missing key `{field}`"),
+            kind: "missing-key",
+        }
     }
     fn duplicate_field(field: &'static str) -> Self {
-        Error { span: None, message: format!("duplicate key `{field}`"), kind: "duplicate-key" }
+        Error {
+            span: None,
+            message: format!("duplicate key `{field}`"),
+            kind: "duplicate-key",
+        }
     }
 }
 
@@ -170,7 +202,10 @@ struct Builder {
 }
 
 fn span_of(m: &Marker) -> Span {
-    Span { line: m.line(), col: m.col() + 1 }
+    Span {
+        line: m.line(),
+        col: m.col() + 1,
+    }
 }
 
 impl Builder {
@@ -191,7 +226,9 @@ impl Builder {
                     None => *pending = Some(node),
                     Some(k) => {
                         if let Some(ks) = k.as_str() {
-                            if m.iter().any(|(k2, _)| k2.as_str() == Some(ks)) && self.error.is_none() {
+                            if m.iter().any(|(k2, _)| k2.as_str() == Some(ks))
+                                && self.error.is_none()
+                            {
                                 self.error = Some(Error {
                                     span: Some(k.span),
                                     message: format!("duplicate key `{ks}`"),
@@ -219,7 +256,10 @@ fn scalar(value: String, style: TScalarStyle, tagged_str: bool, span: Span) -> N
             s => {
                 if let Ok(i) = s.parse::<i128>() {
                     Kind::Int(i)
-                } else if let Some(h) = s.strip_prefix("0x").and_then(|h| i128::from_str_radix(h, 16).ok()) {
+                } else if let Some(h) = s
+                    .strip_prefix("0x")
+                    .and_then(|h| i128::from_str_radix(h, 16).ok())
+                {
                     // 0x.. stays a string: blobs are written in hex and must not turn into numbers.
                     let _ = h;
                     Kind::Str(value)
@@ -244,10 +284,24 @@ impl MarkedEventReceiver for Builder {
                 self.push_value(node, anchor)
             }
             Event::SequenceStart(anchor, _) => {
-                self.stack.push((Node { span, kind: Kind::Seq(vec![]) }, None, anchor));
+                self.stack.push((
+                    Node {
+                        span,
+                        kind: Kind::Seq(vec![]),
+                    },
+                    None,
+                    anchor,
+                ));
             }
             Event::MappingStart(anchor, _) => {
-                self.stack.push((Node { span, kind: Kind::Map(vec![]) }, None, anchor));
+                self.stack.push((
+                    Node {
+                        span,
+                        kind: Kind::Map(vec![]),
+                    },
+                    None,
+                    anchor,
+                ));
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some((mut node, _, anchor)) = self.stack.pop() {
@@ -266,7 +320,12 @@ impl MarkedEventReceiver for Builder {
                 }
             }
             Event::Alias(id) => {
-                let node = self.anchors.iter().rev().find(|(a, _)| *a == id).map(|(_, n)| n.clone());
+                let node = self
+                    .anchors
+                    .iter()
+                    .rev()
+                    .find(|(a, _)| *a == id)
+                    .map(|(_, n)| n.clone());
                 match node {
                     Some(mut n) => {
                         n.span = span;
@@ -274,9 +333,19 @@ impl MarkedEventReceiver for Builder {
                     }
                     None => {
                         if self.error.is_none() {
-                            self.error = Some(Error { span: Some(span), message: "unknown alias".into(), kind: "yaml" });
+                            self.error = Some(Error {
+                                span: Some(span),
+                                message: "unknown alias".into(),
+                                kind: "yaml",
+                            });
                         }
-                        self.push_value(Node { span, kind: Kind::Null }, 0)
+                        self.push_value(
+                            Node {
+                                span,
+                                kind: Kind::Null,
+                            },
+                            0,
+                        )
                     }
                 }
             }
@@ -288,7 +357,13 @@ impl MarkedEventReceiver for Builder {
 /// Parse one YAML document into a spanned tree. Duplicate keys, multiple documents and syntax errors
 /// are errors with a position.
 pub fn parse(text: &str) -> Result<Node, Error> {
-    let mut b = Builder { stack: vec![], anchors: vec![], root: None, error: None, docs: 0 };
+    let mut b = Builder {
+        stack: vec![],
+        anchors: vec![],
+        root: None,
+        error: None,
+        docs: 0,
+    };
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut b, true) {
         return Err(Error {
@@ -301,9 +376,16 @@ pub fn parse(text: &str) -> Result<Node, Error> {
         return Err(e);
     }
     if b.docs > 1 {
-        return Err(Error { span: None, message: "a scenario file holds exactly one YAML document".into(), kind: "yaml" });
+        return Err(Error {
+            span: None,
+            message: "a scenario file holds exactly one YAML document".into(),
+            kind: "yaml",
+        });
     }
-    Ok(b.root.unwrap_or(Node { span: Span { line: 1, col: 1 }, kind: Kind::Null }))
+    Ok(b.root.unwrap_or(Node {
+        span: Span { line: 1, col: 1 },
+        kind: Kind::Null,
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -346,10 +428,19 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
                 f.write_str("a spanned value")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let line: usize = seq.next_element()?.ok_or_else(|| de::Error::custom("span"))?;
-                let col: usize = seq.next_element()?.ok_or_else(|| de::Error::custom("span"))?;
-                let value: T = seq.next_element()?.ok_or_else(|| de::Error::custom("value"))?;
-                Ok(Spanned { span: Span { line, col }, value })
+                let line: usize = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::custom("span"))?;
+                let col: usize = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::custom("span"))?;
+                let value: T = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::custom("value"))?;
+                Ok(Spanned {
+                    span: Span { line, col },
+                    value,
+                })
             }
         }
         d.deserialize_newtype_struct(SPANNED, V(std::marker::PhantomData))
@@ -438,8 +529,14 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
             }
             Kind::Float(f) => v.visit_f64(*f),
             Kind::Str(s) => v.visit_str(s),
-            Kind::Seq(items) => v.visit_seq(Seq { it: items.iter(), span }),
-            Kind::Map(entries) => v.visit_map(Map { it: entries.iter(), value: None }),
+            Kind::Seq(items) => v.visit_seq(Seq {
+                it: items.iter(),
+                span,
+            }),
+            Kind::Map(entries) => v.visit_map(Map {
+                it: entries.iter(),
+                value: None,
+            }),
         };
         r.map_err(|e| at(e, span))
     }
@@ -465,11 +562,18 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         self.deserialize_string(v)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, v: V) -> Result<V::Value, Error> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        v: V,
+    ) -> Result<V::Value, Error> {
         let span = self.0.span;
         if name == SPANNED {
             return v
-                .visit_seq(SpannedSeq { node: self.0, state: 0 })
+                .visit_seq(SpannedSeq {
+                    node: self.0,
+                    state: 0,
+                })
                 .map_err(|e| at(e, span));
         }
         if name == RAW {
@@ -491,11 +595,21 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
     ) -> Result<V::Value, Error> {
         let span = self.0.span;
         match &self.0.kind {
-            Kind::Str(s) => v.visit_enum(s.as_str().into_deserializer()).map_err(|e: Error| at(e, span)),
-            Kind::Map(m) if m.len() == 1 => v.visit_enum(Enum { key: &m[0].0, value: &m[0].1 }).map_err(|e| at(e, span)),
+            Kind::Str(s) => v
+                .visit_enum(s.as_str().into_deserializer())
+                .map_err(|e: Error| at(e, span)),
+            Kind::Map(m) if m.len() == 1 => v
+                .visit_enum(Enum {
+                    key: &m[0].0,
+                    value: &m[0].1,
+                })
+                .map_err(|e| at(e, span)),
             _ => Err(Error {
                 span: Some(span),
-                message: format!("expected a name or a single-key map, found {}", self.0.type_name()),
+                message: format!(
+                    "expected a name or a single-key map, found {}",
+                    self.0.type_name()
+                ),
                 kind: "shape",
             }),
         }
@@ -519,11 +633,18 @@ struct SpannedSeq<'a> {
 
 impl<'de, 'a> SeqAccess<'de> for SpannedSeq<'a> {
     type Error = Error;
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
         self.state += 1;
         match self.state {
-            1 => seed.deserialize((self.node.span.line as u64).into_deserializer()).map(Some),
-            2 => seed.deserialize((self.node.span.col as u64).into_deserializer()).map(Some),
+            1 => seed
+                .deserialize((self.node.span.line as u64).into_deserializer())
+                .map(Some),
+            2 => seed
+                .deserialize((self.node.span.col as u64).into_deserializer())
+                .map(Some),
             3 => seed.deserialize(NodeDe(self.node)).map(Some),
             _ => Ok(None),
         }
@@ -538,10 +659,16 @@ struct Seq<'a> {
 
 impl<'de, 'a> SeqAccess<'de> for Seq<'a> {
     type Error = Error;
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
         match self.it.next() {
             None => Ok(None),
-            Some(n) => seed.deserialize(NodeDe(n)).map(Some).map_err(|e| at(e, n.span)),
+            Some(n) => seed
+                .deserialize(NodeDe(n))
+                .map(Some)
+                .map_err(|e| at(e, n.span)),
         }
     }
 }
@@ -553,12 +680,17 @@ struct Map<'a> {
 
 impl<'de, 'a> MapAccess<'de> for Map<'a> {
     type Error = Error;
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         match self.it.next() {
             None => Ok(None),
             Some((k, v)) => {
                 self.value = Some(v);
-                seed.deserialize(NodeDe(k)).map(Some).map_err(|e| at(e, k.span))
+                seed.deserialize(NodeDe(k))
+                    .map(Some)
+                    .map_err(|e| at(e, k.span))
             }
         }
     }
@@ -578,7 +710,9 @@ impl<'de, 'a> de::EnumAccess<'de> for Enum<'a> {
     type Variant = Self;
     fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), Error> {
         let key = self.key;
-        seed.deserialize(NodeDe(key)).map(|v| (v, self)).map_err(|e| at(e, key.span))
+        seed.deserialize(NodeDe(key))
+            .map(|v| (v, self))
+            .map_err(|e| at(e, key.span))
     }
 }
 
@@ -587,7 +721,11 @@ impl<'de, 'a> de::VariantAccess<'de> for Enum<'a> {
     fn unit_variant(self) -> Result<(), Error> {
         match self.value.kind {
             Kind::Null => Ok(()),
-            _ => Err(Error { span: Some(self.value.span), message: "this value takes no argument".into(), kind: "shape" }),
+            _ => Err(Error {
+                span: Some(self.value.span),
+                message: "this value takes no argument".into(),
+                kind: "shape",
+            }),
         }
     }
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Error> {
@@ -596,7 +734,11 @@ impl<'de, 'a> de::VariantAccess<'de> for Enum<'a> {
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, v: V) -> Result<V::Value, Error> {
         de::Deserializer::deserialize_seq(NodeDe(self.value), v)
     }
-    fn struct_variant<V: Visitor<'de>>(self, _fields: &'static [&'static str], v: V) -> Result<V::Value, Error> {
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, Error> {
         de::Deserializer::deserialize_map(NodeDe(self.value), v)
     }
 }

@@ -3,8 +3,15 @@
 use std::process::Command;
 
 fn harness(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_harness")).args(args).output().expect("run harness");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(args)
+        .output()
+        .expect("run harness");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -33,7 +40,12 @@ fn unmet_backend_exits_5_with_reason() {
     if std::env::var("POCKET_IC_BIN").is_ok() {
         return;
     }
-    let (code, text) = harness(&["run", "scenarios/capsule/access.yaml", "--backend", "pocketic"]);
+    let (code, text) = harness(&[
+        "run",
+        "scenarios/capsule/access.yaml",
+        "--backend",
+        "pocketic",
+    ]);
     assert_eq!(code, 5, "{text}");
     assert!(text.contains("POCKET_IC_BIN"), "{text}");
 }
@@ -59,19 +71,39 @@ fn ci_rejects_new_snapshots_and_update_accepts_them() {
     std::fs::create_dir_all(&dir).unwrap();
     let run = |update: bool| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
-        cmd.args(["run", "scenarios/capsule/connections.yaml", "--backend", "embedded", "--variant", "base"])
-            .env("CI", "true")
-            .env("SCENARIO_SNAPSHOT_DIR", &dir)
-            .env("SCENARIO_ARTIFACTS", dir.join("artifacts"))
-            .env_remove("INSTA_UPDATE")
-            .env_remove("INSTA_FORCE_PASS");
+        cmd.args([
+            "run",
+            "scenarios/capsule/connections.yaml",
+            "--backend",
+            "embedded",
+            "--variant",
+            "base",
+        ])
+        .env("CI", "true")
+        .env("SCENARIO_SNAPSHOT_DIR", &dir)
+        .env("SCENARIO_ARTIFACTS", dir.join("artifacts"))
+        .env_remove("INSTA_UPDATE")
+        .env_remove("INSTA_FORCE_PASS");
         if update {
             cmd.arg("--update");
         }
         let out = cmd.output().unwrap();
-        (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
     };
-    let snaps = || std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.path().to_string_lossy().contains(".snap")).count();
+    let snaps = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().to_string_lossy().contains(".snap"))
+            .count()
+    };
     let (code, text) = run(false);
     if code == 3 {
         eprintln!("skipped: infrastructure error (canister build?):\n{text}");

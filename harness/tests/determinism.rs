@@ -14,14 +14,27 @@ fn same_scenario_twice_same_transcript_on_the_engine() {
     let mut opts = RunOptions::standard(&project);
     opts.snapshot = false;
     opts.write_artifacts = false;
-    for file in ["scenarios/capsule/access.yaml", "scenarios/capsule/connections.yaml"] {
+    for file in [
+        "scenarios/capsule/access.yaml",
+        "scenarios/capsule/connections.yaml",
+    ] {
         let path = harness::paths::root().join(file);
-        let loaded = Rc::new(harness::plan::load(&project, &path).unwrap_or_else(|d| panic!("{}", d.iter().map(|d| d.to_string()).collect::<String>())));
-        let trials: Vec<_> = runner::expand(&loaded).into_iter().filter(|t| t.backend.name() == "embedded").take(2).collect();
+        let loaded =
+            Rc::new(harness::plan::load(&project, &path).unwrap_or_else(|d| {
+                panic!("{}", d.iter().map(|d| d.to_string()).collect::<String>())
+            }));
+        let trials: Vec<_> = runner::expand(&loaded)
+            .into_iter()
+            .filter(|t| t.backend.name() == "embedded")
+            .take(2)
+            .collect();
         for t in trials {
             let a = runner::run_trial(&project, &t, &opts);
             if a.status == Status::Infra {
-                eprintln!("skipped {}: infrastructure error (canister build?):\n{}", t.name, a.message);
+                eprintln!(
+                    "skipped {}: infrastructure error (canister build?):\n{}",
+                    t.name, a.message
+                );
                 return;
             }
             assert_eq!(a.status, Status::Pass, "{}", a.message);

@@ -97,7 +97,8 @@ on_fault:
 fn load(text: &str) -> (harness::plan::Project, Rc<harness::plan::Loaded>) {
     let (project, dir) = common::project();
     let file = common::write(&dir, "toy.yaml", text);
-    let loaded = harness::plan::load(&project, &file).unwrap_or_else(|ds| panic!("{}", ds.iter().map(|d| d.to_string()).collect::<String>()));
+    let loaded = harness::plan::load(&project, &file)
+        .unwrap_or_else(|ds| panic!("{}", ds.iter().map(|d| d.to_string()).collect::<String>()));
     (project, Rc::new(loaded))
 }
 
@@ -106,7 +107,10 @@ fn variants_expand_into_named_trials() {
     let (_, l) = load(TOY);
     let names: Vec<String> = runner::expand(&l).into_iter().map(|t| t.name).collect();
     let id = &l.id;
-    assert!(names.contains(&format!("{id}::embedded::base")), "{names:?}");
+    assert!(
+        names.contains(&format!("{id}::embedded::base")),
+        "{names:?}"
+    );
     assert!(names.contains(&format!("{id}::pocketic::base")));
     assert!(names.contains(&format!("{id}::embedded::fault=put-rejects@put")));
     assert!(names.contains(&format!("{id}::embedded::fault=put-rejects@read")));
@@ -117,23 +121,46 @@ fn variants_expand_into_named_trials() {
 #[test]
 fn base_trial_passes_with_captures_matchers_upgrade_and_failpoint() {
     let (project, l) = load(TOY);
-    let t = runner::expand(&l).into_iter().find(|t| t.variant_name == "base" && t.backend.name() == "embedded").unwrap();
+    let t = runner::expand(&l)
+        .into_iter()
+        .find(|t| t.variant_name == "base" && t.backend.name() == "embedded")
+        .unwrap();
     let r = runner::run_trial(&project, &t, &common::options("v1"));
     assert_eq!(r.status, Status::Pass, "{}", r.message);
     let text = serde_json::to_string(&r.transcript).unwrap();
     assert!(text.contains("\"captured\":{\"note\":0}"), "{text}");
-    assert!(text.contains("\"as\":\"alice\""), "principals by name: {text}");
+    assert!(
+        text.contains("\"as\":\"alice\""),
+        "principals by name: {text}"
+    );
     assert!(text.contains("T+1h30m"), "relative time: {text}");
-    assert!(text.contains("\"build\":\"toy+extra+failpoints\""), "{text}");
-    assert!(r.coverage.cases.get("toy.put").map(|c| c.contains("Err.TooLarge")).unwrap_or(false), "{:?}", r.coverage.cases);
+    assert!(
+        text.contains("\"build\":\"toy+extra+failpoints\""),
+        "{text}"
+    );
+    assert!(
+        r.coverage
+            .cases
+            .get("toy.put")
+            .map(|c| c.contains("Err.TooLarge"))
+            .unwrap_or(false),
+        "{:?}",
+        r.coverage.cases
+    );
     let summary = r.coverage.summary();
-    assert!(summary.contains("toy: 5/6 Candid methods called; never called: version"), "{summary}");
+    assert!(
+        summary.contains("toy: 5/6 Candid methods called; never called: version"),
+        "{summary}"
+    );
 }
 
 #[test]
 fn same_scenario_twice_gives_the_same_transcript_byte_for_byte() {
     let (project, l) = load(TOY);
-    for t in runner::expand(&l).into_iter().filter(|t| t.backend.name() == "embedded") {
+    for t in runner::expand(&l)
+        .into_iter()
+        .filter(|t| t.backend.name() == "embedded")
+    {
         let a = runner::run_trial(&project, &t, &common::options("v1"));
         let b = runner::run_trial(&project, &t, &common::options("v1"));
         let ya = serde_json::to_string_pretty(&a.transcript).unwrap();
@@ -146,7 +173,10 @@ fn same_scenario_twice_gives_the_same_transcript_byte_for_byte() {
 fn fault_and_upgrade_variants_run_and_fill_coverage_cells() {
     let (project, l) = load(TOY);
     let mut cov = runner::Coverage::default();
-    for t in runner::expand(&l).into_iter().filter(|t| t.backend.name() == "embedded" && t.variant_name != "base") {
+    for t in runner::expand(&l)
+        .into_iter()
+        .filter(|t| t.backend.name() == "embedded" && t.variant_name != "base")
+    {
         let r = runner::run_trial(&project, &t, &common::options("v1"));
         assert_eq!(r.status, Status::Pass, "{}: {}", t.name, r.message);
         cov.merge(&r.coverage);
@@ -160,14 +190,20 @@ fn fault_and_upgrade_variants_run_and_fill_coverage_cells() {
 fn failure_report_has_table_mismatch_logs_and_repro() {
     let bad = TOY.replace("expect: {Ok: {size: 3}}", "expect: {Ok: {size: 4}}");
     let (project, l) = load(&bad);
-    let t = runner::expand(&l).into_iter().find(|t| t.variant_name == "base" && t.backend.name() == "embedded").unwrap();
+    let t = runner::expand(&l)
+        .into_iter()
+        .find(|t| t.variant_name == "base" && t.backend.name() == "embedded")
+        .unwrap();
     let r = runner::run_trial(&project, &t, &common::options("v1"));
     assert_eq!(r.status, Status::Fail);
     let m = &r.message;
     assert!(m.contains("✗ put"), "{m}");
     assert!(m.contains("$.Ok.size: expected 4, got 3"), "{m}");
     assert!(m.contains("· read"), "{m}");
-    assert!(m.contains("notes [T+0s] put holiday photos by alice"), "{m}");
+    assert!(
+        m.contains("notes [T+0s] put holiday photos by alice"),
+        "{m}"
+    );
     assert!(m.contains("reproduce: scripts/scenario.sh"), "{m}");
     assert!(m.contains("--variant 'base'"), "{m}");
     assert!(m.contains("30 |     expect: {Ok: {size: 4}}"), "{m}");
@@ -177,22 +213,45 @@ fn failure_report_has_table_mismatch_logs_and_repro() {
 fn invariant_failures_name_the_step() {
     let bad = TOY.replace("expect: {le: 10}", "expect: {lt: 1}");
     let (project, l) = load(&bad);
-    let t = runner::expand(&l).into_iter().find(|t| t.variant_name == "base" && t.backend.name() == "embedded").unwrap();
+    let t = runner::expand(&l)
+        .into_iter()
+        .find(|t| t.variant_name == "base" && t.backend.name() == "embedded")
+        .unwrap();
     let r = runner::run_trial(&project, &t, &common::options("v1"));
     assert_eq!(r.status, Status::Fail);
-    assert!(r.message.contains("invariant `invariant.count-bounded` does not hold after step `put`"), "{}", r.message);
+    assert!(
+        r.message
+            .contains("invariant `invariant.count-bounded` does not hold after step `put`"),
+        "{}",
+        r.message
+    );
 }
 
 #[test]
 fn unmet_requirements_skip_with_a_reason() {
-    let (project, l) = load(&TOY.replace("tags: [smoke, toy]", "tags: [smoke, toy]\nrequires: {backends: [pocketic]}"));
-    let t = runner::expand(&l).into_iter().find(|t| t.backend.name() == "embedded").unwrap();
+    let (project, l) = load(&TOY.replace(
+        "tags: [smoke, toy]",
+        "tags: [smoke, toy]\nrequires: {backends: [pocketic]}",
+    ));
+    let t = runner::expand(&l)
+        .into_iter()
+        .find(|t| t.backend.name() == "embedded")
+        .unwrap();
     let why = runner::skip_reason(&project, &t).unwrap();
     assert!(why.contains("requires backend pocketic"), "{why}");
-    let t = runner::expand(&l).into_iter().find(|t| t.backend.name() == "pocketic").unwrap();
+    let t = runner::expand(&l)
+        .into_iter()
+        .find(|t| t.backend.name() == "pocketic")
+        .unwrap();
     assert!(runner::skip_reason(&project, &t).is_some());
-    let (project, l) = load(&TOY.replace("tags: [smoke, toy]", "tags: [smoke, toy]\nrequires: {features: [extra]}"));
-    let t = runner::expand(&l).into_iter().find(|t| t.backend.name() == "embedded").unwrap();
+    let (project, l) = load(&TOY.replace(
+        "tags: [smoke, toy]",
+        "tags: [smoke, toy]\nrequires: {features: [extra]}",
+    ));
+    let t = runner::expand(&l)
+        .into_iter()
+        .find(|t| t.backend.name() == "embedded")
+        .unwrap();
     let why = runner::skip_reason(&project, &t);
     // the embedded backend may not be compiled in; either way there is a reason and it is not silent
     if cfg!(feature = "embedded") {
@@ -217,9 +276,24 @@ fn junit_and_timing() {
     use harness::suite::{exit_code, junit, timing, Finished};
     use std::time::Duration;
     let rs = vec![
-        Finished { name: "a/b::embedded::base".into(), status: Status::Pass, message: String::new(), elapsed: Duration::from_millis(10) },
-        Finished { name: "a/b::pocketic::base".into(), status: Status::Skip, message: "no server".into(), elapsed: Duration::ZERO },
-        Finished { name: "a/c::embedded::base".into(), status: Status::Fail, message: "x <y>".into(), elapsed: Duration::from_millis(30) },
+        Finished {
+            name: "a/b::embedded::base".into(),
+            status: Status::Pass,
+            message: String::new(),
+            elapsed: Duration::from_millis(10),
+        },
+        Finished {
+            name: "a/b::pocketic::base".into(),
+            status: Status::Skip,
+            message: "no server".into(),
+            elapsed: Duration::ZERO,
+        },
+        Finished {
+            name: "a/c::embedded::base".into(),
+            status: Status::Fail,
+            message: "x <y>".into(),
+            elapsed: Duration::from_millis(30),
+        },
     ];
     let x = junit(&rs);
     assert!(x.contains("<skipped message=\"no server\"/>"));
@@ -274,18 +348,36 @@ steps:
 #[test]
 fn candid_text_strict_approx_time_stop_start_tick_until() {
     let (project, l) = load(FEATURES);
-    let t = runner::expand(&l).into_iter().find(|t| t.backend.name() == "embedded").unwrap();
+    let t = runner::expand(&l)
+        .into_iter()
+        .find(|t| t.backend.name() == "embedded")
+        .unwrap();
     let r = runner::run_trial(&project, &t, &common::options("v1"));
     assert_eq!(r.status, Status::Pass, "{}", r.message);
     let text = serde_json::to_string(&r.transcript).unwrap();
-    assert!(text.contains("\"set_time\":\"+1h\",\"step\":\"at\",\"time\":\"T+1h0.001s\""), "{text}");
-    assert!(text.contains("\"notes\":\"~5.0T\""), "cycles bucketed: {text}");
+    assert!(
+        text.contains("\"set_time\":\"+1h\",\"step\":\"at\",\"time\":\"T+1h0.001s\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"notes\":\"~5.0T\""),
+        "cycles bucketed: {text}"
+    );
     // strict: a field left out of the pattern fails
-    let (project, l) = load(&FEATURES.replace("expect: {Ok: {id: 1, size: 1}}", "expect: {Ok: {id: 1}}"));
-    let t = runner::expand(&l).into_iter().find(|t| t.backend.name() == "embedded").unwrap();
+    let (project, l) =
+        load(&FEATURES.replace("expect: {Ok: {id: 1, size: 1}}", "expect: {Ok: {id: 1}}"));
+    let t = runner::expand(&l)
+        .into_iter()
+        .find(|t| t.backend.name() == "embedded")
+        .unwrap();
     let r = runner::run_trial(&project, &t, &common::options("v1"));
     assert_eq!(r.status, Status::Fail);
-    assert!(r.message.contains("$.Ok.size: expected no value (strict match"), "{}", r.message);
+    assert!(
+        r.message
+            .contains("$.Ok.size: expected no value (strict match"),
+        "{}",
+        r.message
+    );
 }
 
 const ADDITIONS: &str = r#"
@@ -384,35 +476,74 @@ steps:
 fn repeat_canisters_cycles_at_and_canister_senders() {
     let (project, l) = load(ADDITIONS);
     let ids: Vec<&str> = l.steps.iter().map(|s| s.id.as_str()).collect();
-    assert_eq!(&ids[..6], ["fill.put-0", "fill.count-0", "fill.put-1", "fill.count-1", "fill.put-2", "fill.count-2"], "{ids:?}");
+    assert_eq!(
+        &ids[..6],
+        [
+            "fill.put-0",
+            "fill.count-0",
+            "fill.put-1",
+            "fill.count-1",
+            "fill.put-2",
+            "fill.count-2"
+        ],
+        "{ids:?}"
+    );
     assert!(ids.contains(&"quiet.put-1"), "{ids:?}");
-    let t = runner::expand(&l).into_iter().find(|t| t.variant_name == "base").unwrap();
+    let t = runner::expand(&l)
+        .into_iter()
+        .find(|t| t.variant_name == "base")
+        .unwrap();
     assert!(runner::needed_capabilities(&l).contains(&harness::model::Capability::Inspect));
     let r = runner::run_trial(&project, &t, &common::options_with_stray("v1"));
     assert_eq!(r.status, Status::Pass, "{}", r.message);
     let text = serde_json::to_string(&r.transcript).unwrap();
     assert!(text.contains("\"args\":[\"note 2\",\"0x00\"]"), "{text}");
     assert!(text.contains("\"captured\":{\"id2\":2}"), "{text}");
-    assert!(!text.contains("quiet.put"), "snapshot: false reaches the repeated steps: {text}");
-    assert!(text.contains("\"canisters\":[\"") && text.contains("\"notes\",\"other\"]"), "{text}");
+    assert!(
+        !text.contains("quiet.put"),
+        "snapshot: false reaches the repeated steps: {text}"
+    );
+    assert!(
+        text.contains("\"canisters\":[\"") && text.contains("\"notes\",\"other\"]"),
+        "{text}"
+    );
     assert!(text.contains("\"as\":\"other\""), "{text}");
-    assert!(text.contains("\"cycles\":{\"canister\":\"other\",\"set\":\"~0\"}"), "{text}");
+    assert!(
+        text.contains("\"cycles\":{\"canister\":\"other\",\"set\":\"~0\"}"),
+        "{text}"
+    );
     // the drained canister's final balance is 0
     assert!(text.contains("\"other\":\"~0\""), "{text}");
-    assert!(text.contains("\"target\":\"bzzqh-"), "fault targets resolved in the transcript: {text}");
+    assert!(
+        text.contains("\"target\":\"bzzqh-"),
+        "fault targets resolved in the transcript: {text}"
+    );
     assert!(text.contains("\"reject\":{\"code\":\"CanisterError\",\"message\":\"only controllers install\"},\"step\":\"upgrade-refused\""), "{text}");
     // an upgrade expected to be refused that succeeds fails the step
-    let (project, l) = load(&ADDITIONS.replace("    as: alice\n    in_flight: allow\n    reject", "    as: controller\n    in_flight: allow\n    reject"));
-    let t = runner::expand(&l).into_iter().find(|t| t.variant_name == "base").unwrap();
+    let (project, l) = load(&ADDITIONS.replace(
+        "    as: alice\n    in_flight: allow\n    reject",
+        "    as: controller\n    in_flight: allow\n    reject",
+    ));
+    let t = runner::expand(&l)
+        .into_iter()
+        .find(|t| t.variant_name == "base")
+        .unwrap();
     let r = runner::run_trial(&project, &t, &common::options_with_stray("v1"));
     assert_eq!(r.status, Status::Fail);
     assert!(r.message.contains("the upgrade succeeded"), "{}", r.message);
     // a wrong count fails with the path
     let (project, l) = load(&ADDITIONS.replace("{count: 3, created: {len: 1}}", "{count: 2}"));
-    let t = runner::expand(&l).into_iter().find(|t| t.variant_name == "base").unwrap();
+    let t = runner::expand(&l)
+        .into_iter()
+        .find(|t| t.variant_name == "base")
+        .unwrap();
     let r = runner::run_trial(&project, &t, &common::options_with_stray("v1"));
     assert_eq!(r.status, Status::Fail);
-    assert!(r.message.contains("$.count: expected 2, got 3"), "{}", r.message);
+    assert!(
+        r.message.contains("$.count: expected 2, got 3"),
+        "{}",
+        r.message
+    );
 }
 
 const CASES: &str = r#"
@@ -446,16 +577,29 @@ steps:
 #[test]
 fn cases_run_with_their_vars_fill_the_matrix_and_normalize_wasm_hashes() {
     let (project, l) = load(CASES);
-    let names: Vec<String> = runner::expand(&l).into_iter().map(|t| t.variant_name).collect();
-    assert_eq!(names, ["case=small", "case=hash"], "no base trial when cases are given");
+    let names: Vec<String> = runner::expand(&l)
+        .into_iter()
+        .map(|t| t.variant_name)
+        .collect();
+    assert_eq!(
+        names,
+        ["case=small", "case=hash"],
+        "no base trial when cases are given"
+    );
     let mut cov = runner::Coverage::default();
     for t in runner::expand(&l) {
         let r = runner::run_trial(&project, &t, &common::options("v1"));
         assert_eq!(r.status, Status::Pass, "{}: {}", t.name, r.message);
         let text = serde_json::to_string(&r.transcript).unwrap();
         if t.variant_name == "case=hash" {
-            assert!(text.contains("\"step\":\"inject.f\""), "the case's include ran: {text}");
-            assert!(text.contains("{\"sha256_of_wasm\":\"toy+failpoints\"}"), "{text}");
+            assert!(
+                text.contains("\"step\":\"inject.f\""),
+                "the case's include ran: {text}"
+            );
+            assert!(
+                text.contains("{\"sha256_of_wasm\":\"toy+failpoints\"}"),
+                "{text}"
+            );
         } else {
             assert!(text.contains("\"step\":\"inject.nothing\""), "{text}");
         }
@@ -463,12 +607,24 @@ fn cases_run_with_their_vars_fill_the_matrix_and_normalize_wasm_hashes() {
     }
     let s = cov.summary();
     assert!(s.contains("stage × fault"), "{s}");
-    assert!(s.contains("hashed") && s.contains("Putting") && s.contains("✓1"), "{s}");
+    assert!(
+        s.contains("hashed") && s.contains("Putting") && s.contains("✓1"),
+        "{s}"
+    );
     // an include named by an undefined var is a lint error
     let (project, dir) = common::project();
-    let file = common::write(&dir, "bad.yaml", &CASES.replace("inject: plain,", "injekt: plain,"));
+    let file = common::write(
+        &dir,
+        "bad.yaml",
+        &CASES.replace("inject: plain,", "injekt: plain,"),
+    );
     let diags = harness::plan::load(&project, &file).expect_err("lint error");
-    assert!(diags.iter().any(|d| d.message.contains("needs `inject` to be the name of an include")), "{diags:?}");
+    assert!(
+        diags.iter().any(|d| d
+            .message
+            .contains("needs `inject` to be the name of an include")),
+        "{diags:?}"
+    );
 }
 
 #[test]
@@ -498,12 +654,32 @@ steps:
         status.insert(t.variant_name.clone(), (r.status, r.message.clone()));
         cov.merge(&r.coverage);
     }
-    assert_eq!(status["case=big-refused"].0, Status::Pass, "{}", status["case=big-refused"].1);
-    assert!(status["case=big-refused"].1.contains("known bug, still reproduces at step `put`"));
+    assert_eq!(
+        status["case=big-refused"].0,
+        Status::Pass,
+        "{}",
+        status["case=big-refused"].1
+    );
+    assert!(status["case=big-refused"]
+        .1
+        .contains("known bug, still reproduces at step `put`"));
     assert_eq!(status["case=small"].0, Status::Fail);
-    assert!(status["case=small"].1.contains("no longer reproduces"), "{}", status["case=small"].1);
+    assert!(
+        status["case=small"].1.contains("no longer reproduces"),
+        "{}",
+        status["case=small"].1
+    );
     assert_eq!(status["case=elsewhere"].0, Status::Fail);
-    assert!(status["case=elsewhere"].1.contains("expected at step `count`, this failed at `put`"), "{}", status["case=elsewhere"].1);
+    assert!(
+        status["case=elsewhere"]
+            .1
+            .contains("expected at step `count`, this failed at `put`"),
+        "{}",
+        status["case=elsewhere"].1
+    );
     let s = cov.summary();
-    assert!(s.contains("✗"), "a fixed known bug shows as a failed cell: {s}");
+    assert!(
+        s.contains("✗"),
+        "a fixed known bug shows as a failed cell: {s}"
+    );
 }

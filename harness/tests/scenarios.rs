@@ -29,11 +29,15 @@ fn main() {
     for (file, diags) in bad {
         let id = harness::paths::scenario_id(&file);
         let text: String = diags.iter().map(|d| d.to_string()).collect();
-        trials.push(Trial::test(format!("{id}::lint"), move || Err(Failed::from(format!("lint errors:\n{text}")))));
+        trials.push(Trial::test(format!("{id}::lint"), move || {
+            Err(Failed::from(format!("lint errors:\n{text}")))
+        }));
     }
     let opts = {
         let mut o = RunOptions::standard(&project);
-        o.snapshot = std::env::var("SCENARIO_SNAPSHOTS").map(|v| v != "0").unwrap_or(true);
+        o.snapshot = std::env::var("SCENARIO_SNAPSHOTS")
+            .map(|v| v != "0")
+            .unwrap_or(true);
         o
     };
     for t in suite::trials(&loaded) {
@@ -46,13 +50,19 @@ fn main() {
         trials.push(Trial::ignorable_test(name, move || {
             let t = tref.resolve(&project).map_err(Failed::from)?;
             let (r, _) = suite::run_one(&project, &t, &opts);
-            coverage.lock().unwrap_or_else(|e| e.into_inner()).merge(&r.coverage);
-            results.lock().unwrap_or_else(|e| e.into_inner()).push(Finished {
-                name: t.name.clone(),
-                status: r.status,
-                message: r.message.clone(),
-                elapsed: r.elapsed,
-            });
+            coverage
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .merge(&r.coverage);
+            results
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Finished {
+                    name: t.name.clone(),
+                    status: r.status,
+                    message: r.message.clone(),
+                    elapsed: r.elapsed,
+                });
             match r.status {
                 Status::Pass => Ok(Completion::Completed),
                 Status::Skip => Ok(Completion::ignored_with(r.message)),
@@ -67,7 +77,10 @@ fn main() {
         let results = results.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if !results.is_empty() {
             println!();
-            print!("{}", coverage.lock().unwrap_or_else(|e| e.into_inner()).summary());
+            print!(
+                "{}",
+                coverage.lock().unwrap_or_else(|e| e.into_inner()).summary()
+            );
             println!("{}", suite::timing(&results, wall.elapsed()));
             if let Ok(path) = std::env::var("SCENARIO_JUNIT") {
                 match std::fs::write(&path, suite::junit(&results)) {

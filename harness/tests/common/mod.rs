@@ -28,15 +28,31 @@ service : (record { admins : vec principal; max_size : opt nat64 }) -> {
 
 /// A temporary workspace with one crate, `toy` (features: failpoints, extra).
 pub fn project() -> (Project, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("harness-toy-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let dir = std::env::temp_dir().join(format!(
+        "harness-toy-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     let _ = std::fs::create_dir_all(dir.join("toy"));
     std::fs::write(dir.join("toy").join("toy.did"), TOY_DID).unwrap();
     let mut crates = BTreeMap::new();
     crates.insert(
         "toy".to_string(),
-        CrateInfo { name: "toy".into(), dir: dir.join("toy"), features: ["failpoints".to_string(), "extra".to_string()].into() },
+        CrateInfo {
+            name: "toy".into(),
+            dir: dir.join("toy"),
+            features: ["failpoints".to_string(), "extra".to_string()].into(),
+        },
     );
-    (Project { ws: Workspace { root: dir.clone(), crates } }, dir)
+    (
+        Project {
+            ws: Workspace {
+                root: dir.clone(),
+                crates,
+            },
+        },
+        dir,
+    )
 }
 
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -51,7 +67,12 @@ pub fn options(version: &'static str) -> RunOptions {
         write_artifacts: false,
         build: Arc::new(move |spec: &BuildSpec| {
             let tag = format!("{version}:{}", spec.key());
-            Ok(Arc::new(Artifact { spec: spec.clone(), path: PathBuf::new(), wasm: tag.into_bytes(), sha256: [0; 32] }))
+            Ok(Arc::new(Artifact {
+                spec: spec.clone(),
+                path: PathBuf::new(),
+                wasm: tag.into_bytes(),
+                sha256: [0; 32],
+            }))
         }),
         open: Arc::new(|kind, start, _seed| match kind {
             BackendKind::Embedded => Ok(Box::new(ToyIc::new(start)) as Box<dyn Ic>),
@@ -128,19 +149,37 @@ fn cid(i: usize) -> Principal {
 }
 
 fn reject(code: u32, m: impl Into<String>) -> Reject {
-    Reject { code, message: m.into(), error_code: None }
+    Reject {
+        code,
+        message: m.into(),
+        error_code: None,
+    }
 }
 
 impl ToyIc {
     pub fn new(start: u64) -> ToyIc {
-        ToyIc { now: start, canisters: vec![], faults: vec![], pending: vec![] }
+        ToyIc {
+            now: start,
+            canisters: vec![],
+            faults: vec![],
+            pending: vec![],
+        }
     }
 
     fn can(&mut self, c: Principal) -> Result<&mut Canister, Reject> {
-        self.canisters.get_mut(idx(c)).ok_or_else(|| reject(3, format!("canister {c} not found")))
+        self.canisters
+            .get_mut(idx(c))
+            .ok_or_else(|| reject(3, format!("canister {c} not found")))
     }
 
-    fn exec(&mut self, sender: Principal, c: Principal, method: &str, arg: &[u8], query: bool) -> Result<Vec<u8>, Reject> {
+    fn exec(
+        &mut self,
+        sender: Principal,
+        c: Principal,
+        method: &str,
+        arg: &[u8],
+        query: bool,
+    ) -> Result<Vec<u8>, Reject> {
         for f in self.faults.iter().flatten() {
             if f.target == Some(c) && f.method.as_deref().map(|m| m == method).unwrap_or(true) {
                 return Err(match &f.action {
@@ -164,17 +203,30 @@ impl ToyIc {
         let enc = |r: candid::Result<Vec<u8>>| r.map_err(|e| reject(5, e.to_string()));
         match method {
             "put" if !query => {
-                let (title, data): (String, serde_bytes::ByteBuf) = candid::decode_args(arg).map_err(|e| reject(5, e.to_string()))?;
+                let (title, data): (String, serde_bytes::ByteBuf) =
+                    candid::decode_args(arg).map_err(|e| reject(5, e.to_string()))?;
                 let res: Result<Created, Err> = if sender == Principal::anonymous() {
                     Err(Err::Unauthorized)
                 } else if data.len() as u64 > can.max {
                     Err(Err::TooLarge { max: can.max })
                 } else {
-                    can.notes.push(Note { title: title.clone(), owner: sender, data: data.to_vec(), created: now });
+                    can.notes.push(Note {
+                        title: title.clone(),
+                        owner: sender,
+                        data: data.to_vec(),
+                        created: now,
+                    });
                     let id = can.notes.len() as u64 - 1;
                     let l = can.logs.len() as u64;
-                    can.logs.push(LogLine { idx: l, time_nanos: now, text: format!("put {title} by {sender}") });
-                    Ok(Created { id, size: data.len() as u64 })
+                    can.logs.push(LogLine {
+                        idx: l,
+                        time_nanos: now,
+                        text: format!("put {title} by {sender}"),
+                    });
+                    Ok(Created {
+                        id,
+                        size: data.len() as u64,
+                    })
                 };
                 enc(candid::encode_one(res))
             }
@@ -192,12 +244,20 @@ impl ToyIc {
                     .notes
                     .iter()
                     .enumerate()
-                    .map(|(i, n)| NoteOut { id: i as u64, title: n.title.clone(), owner: n.owner, size: n.data.len() as u64, created: n.created })
+                    .map(|(i, n)| NoteOut {
+                        id: i as u64,
+                        title: n.title.clone(),
+                        owner: n.owner,
+                        size: n.data.len() as u64,
+                        created: n.created,
+                    })
                     .collect();
                 enc(candid::encode_one(out))
             }
             "count" => enc(candid::encode_one(can.notes.len() as u64)),
-            "version" => enc(candid::encode_one(String::from_utf8_lossy(&can.wasm).to_string())),
+            "version" => enc(candid::encode_one(
+                String::from_utf8_lossy(&can.wasm).to_string(),
+            )),
             "failpoint_arm" if !query => {
                 let a: Arm = candid::decode_one(arg).map_err(|e| reject(5, e.to_string()))?;
                 if !can.admins.contains(&sender) {
@@ -218,17 +278,37 @@ impl Ic for ToyIc {
     fn supports(&self, _cap: Capability) -> bool {
         true
     }
-    fn create_canister(&mut self, controllers: &[Principal], cycles: u128) -> Result<Principal, Reject> {
-        self.canisters.push(Canister { cycles, controllers: controllers.to_vec(), running: true, ..Default::default() });
+    fn create_canister(
+        &mut self,
+        controllers: &[Principal],
+        cycles: u128,
+    ) -> Result<Principal, Reject> {
+        self.canisters.push(Canister {
+            cycles,
+            controllers: controllers.to_vec(),
+            running: true,
+            ..Default::default()
+        });
         Ok(cid(self.canisters.len() - 1))
     }
-    fn install(&mut self, sender: Principal, c: Principal, mode: Install, wasm: &[u8], arg: &[u8]) -> Result<(), Reject> {
+    fn install(
+        &mut self,
+        sender: Principal,
+        c: Principal,
+        mode: Install,
+        wasm: &[u8],
+        arg: &[u8],
+    ) -> Result<(), Reject> {
         let can = self.can(c)?;
         if !can.controllers.contains(&sender) {
             return Err(reject(5, "only controllers install"));
         }
         let init: Init = candid::decode_one(arg).map_err(|e| reject(5, e.to_string()))?;
-        if mode != (Install::Upgrade { skip_pre_upgrade: false }) {
+        if mode
+            != (Install::Upgrade {
+                skip_pre_upgrade: false,
+            })
+        {
             can.notes.clear();
         }
         can.admins = init.admins;
@@ -237,14 +317,33 @@ impl Ic for ToyIc {
         can.cycles -= 1_000_000;
         Ok(())
     }
-    fn update(&mut self, sender: Principal, c: Principal, method: &str, arg: &[u8]) -> Result<Vec<u8>, Reject> {
+    fn update(
+        &mut self,
+        sender: Principal,
+        c: Principal,
+        method: &str,
+        arg: &[u8],
+    ) -> Result<Vec<u8>, Reject> {
         self.exec(sender, c, method, arg, false)
     }
-    fn query(&mut self, sender: Principal, c: Principal, method: &str, arg: &[u8]) -> Result<Vec<u8>, Reject> {
+    fn query(
+        &mut self,
+        sender: Principal,
+        c: Principal,
+        method: &str,
+        arg: &[u8],
+    ) -> Result<Vec<u8>, Reject> {
         self.exec(sender, c, method, arg, true)
     }
-    fn submit(&mut self, sender: Principal, c: Principal, method: &str, arg: &[u8]) -> Result<CallId, Reject> {
-        self.pending.push((sender, c, method.to_string(), arg.to_vec()));
+    fn submit(
+        &mut self,
+        sender: Principal,
+        c: Principal,
+        method: &str,
+        arg: &[u8],
+    ) -> Result<CallId, Reject> {
+        self.pending
+            .push((sender, c, method.to_string(), arg.to_vec()));
         Ok(self.pending.len() as u64 - 1)
     }
     fn await_call(&mut self, id: CallId) -> Result<Vec<u8>, Reject> {
@@ -314,9 +413,16 @@ pub fn options_with_stray(version: &'static str) -> RunOptions {
         BackendKind::Embedded => {
             let mut ic = ToyIc::new(start);
             let admin = harness::plan::identity_principal("admin");
-            let id = ic.create_canister(&[admin], 7_000_000_000_000).expect("stray");
-            let arg = candid::encode_one(Init { admins: vec![admin], max_size: Some(16) }).expect("init");
-            ic.install(admin, id, Install::Install, b"stray", &arg).expect("install stray");
+            let id = ic
+                .create_canister(&[admin], 7_000_000_000_000)
+                .expect("stray");
+            let arg = candid::encode_one(Init {
+                admins: vec![admin],
+                max_size: Some(16),
+            })
+            .expect("init");
+            ic.install(admin, id, Install::Install, b"stray", &arg)
+                .expect("install stray");
             Ok(Box::new(ic) as Box<dyn Ic>)
         }
         BackendKind::Pocketic => Err(Unavailable("no PocketIC in the toy".into())),
