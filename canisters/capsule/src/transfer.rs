@@ -122,6 +122,8 @@ pub struct ImportStatus {
     pub memories: u64,
     pub connections: u64,
     pub pending_blobs: u64,
+    /// The manifest verified at finalize, as it was then (the owner may write afterwards).
+    pub finalized: Option<Manifest>,
 }
 
 // ---- export (backend) -----------------------------------------------------------------------------
@@ -263,6 +265,7 @@ struct ImportState {
     connection_batches: u64,
     memories: u64,
     connections: u64,
+    finalized: Option<Manifest>,
 }
 candid_storable!(ImportState);
 
@@ -278,6 +281,7 @@ impl Default for ImportState {
             connection_batches: 0,
             memories: 0,
             connections: 0,
+            finalized: None,
         }
     }
 }
@@ -346,6 +350,7 @@ pub fn status() -> ImportStatus {
             memories: st.memories,
             connections: st.connections,
             pending_blobs: i.pending.len(),
+            finalized: st.finalized.clone(),
         }
     })
 }
@@ -735,6 +740,7 @@ pub fn finalize(caller: Principal) -> Result<Manifest> {
         }
     }
     st.phase = ImportPhase::Finalized;
+    st.finalized = Some(actual.clone());
     save(st);
     crate::service::set_status(owner, CapsuleStatus::Active);
     Ok(actual)

@@ -167,7 +167,11 @@ pub fn fail(job: &mut Job, err: FactoryError) {
             None => s.failed_by_stage.push((stage, 1)),
         }
     });
-    capsule::service::set_status(job.user, CapsuleStatus::Active);
+    // Once the import is finalized the copy is complete and verified and only the handoff remains: the
+    // capsule stays locked so that a retry hands over exactly what was copied. Before that it unlocks.
+    if !job.cursor.finalized {
+        capsule::service::set_status(job.user, CapsuleStatus::Active);
+    }
 }
 
 async fn step(job: &mut Job) -> FactoryResult<CreationState> {
@@ -509,9 +513,21 @@ async fn verify_once(job: &mut Job) -> FactoryResult<CreationState> {
     let user = job.user;
     hit("verify.before").await?;
     let expected = job.expected.clone().expect("set in Exporting");
-    let actual: Manifest = import_call(id, "manifest", ()).await?;
-    if actual != expected {
-        return Err(manifest_mismatch(Box::new(expected), Box::new(actual)));
+    // The manifest the personal canister verified at finalize: the owner may already be writing there,
+    // so the live manifest is not what the import is judged by.
+    let status: ImportStatus = ic::personal(id, "import_status", ()).await?;
+    match status.finalized {
+        Some(actual) if actual == expected => {}
+        Some(actual) => return Err(manifest_mismatch(Box::new(expected), Box::new(actual))),
+        None => {
+            return Err(err(
+                FactoryErrorKind::ImportRejected {
+                    method: "import_status".into(),
+                    error: Box::new(capsule::ErrorKind::ImportNotStarted.into()),
+                },
+                "the personal canister reports no finalized import",
+            ))
+        }
     }
     if !job.handoff_done {
         let mut controllers = ic::controllers(id).await?;

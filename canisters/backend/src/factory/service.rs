@@ -145,12 +145,17 @@ pub fn retry(user: Principal, now: u64) -> FactoryResult<CreationStatus> {
             "personal canister creation is disabled by the admins; try again later",
         ));
     }
-    // The capsule may have changed while unlocked: export again, and start the import on a clean canister.
-    job.needs_reinstall |= job.cursor.begun;
-    job.cursor = Default::default();
-    job.expected = None;
-    job.create_in_flight = false;
-    job.state = CreationState::Exporting;
+    if job.cursor.finalized {
+        // The copy is complete and verified, and the capsule stayed locked: only the handoff remains.
+        job.state = CreationState::Verifying;
+    } else {
+        // The capsule may have changed while unlocked: export again, and import into a clean canister.
+        job.needs_reinstall |= job.cursor.begun;
+        job.cursor = Default::default();
+        job.expected = None;
+        job.create_in_flight = false;
+        job.state = CreationState::Exporting;
+    }
     job.attempts = 0;
     job.retries += 1;
     job.next_attempt_at = now;
@@ -262,6 +267,8 @@ pub async fn cleanup(user: Principal) -> FactoryResult<()> {
         }
     }
     repo::remove_job(user);
+    // A job that failed after its import was finalized kept the capsule locked.
+    capsule::service::set_status(user, capsule::CapsuleStatus::Active);
     Ok(())
 }
 
