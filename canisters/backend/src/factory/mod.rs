@@ -60,7 +60,7 @@ fn get_migration_status() -> FactoryResult<Option<CreationStatus>> {
 #[update]
 fn retry_personal_canister_creation() -> FactoryResult<CreationStatus> {
     service::require_user(msg_caller())?;
-    service::retry(msg_caller(), time())
+    service::retry(msg_caller(), time(), false)
 }
 
 #[query]
@@ -147,7 +147,7 @@ fn reserve_alerts() -> FactoryResult<Vec<ReserveAlert>> {
 #[update]
 fn admin_retry_job(user: Principal) -> FactoryResult<CreationStatus> {
     admin()?;
-    service::retry(user, time())
+    service::retry(user, time(), true)
 }
 
 #[update]

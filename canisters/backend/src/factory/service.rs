@@ -125,8 +125,9 @@ pub fn personal_canister_of(
         .and_then(|j| j.canister_id))
 }
 
-/// Starts a failed job again from Exporting, keeping its canister.
-pub fn retry(user: Principal, now: u64) -> FactoryResult<CreationStatus> {
+/// Starts a failed job again, keeping its canister. Only an admin (`by_admin`) may retry a job whose
+/// create_canister outcome is unknown, after checking for an untracked canister.
+pub fn retry(user: Principal, now: u64, by_admin: bool) -> FactoryResult<CreationStatus> {
     let Some(mut job) = repo::job(user) else {
         return Err(error(
             FactoryErrorKind::JobNotFound,
@@ -137,6 +138,16 @@ pub fn retry(user: Principal, now: u64) -> FactoryResult<CreationStatus> {
         return Err(error(
             FactoryErrorKind::JobNotFailed { state: job.state },
             format!("the creation is {}, not Failed", job.state.name()),
+        ));
+    }
+    let outcome_unknown = matches!(
+        job.last_error.as_ref().map(|e| &e.kind),
+        Some(FactoryErrorKind::CreateOutcomeUnknown)
+    );
+    if outcome_unknown && !by_admin {
+        return Err(error(
+            FactoryErrorKind::NotAllowed,
+            "a canister may have been created for you without the factory learning its id; an admin must check before this can be retried",
         ));
     }
     if !repo::state().enabled {
