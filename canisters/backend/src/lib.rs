@@ -43,7 +43,11 @@ fn init(arg: BackendInit) {
         admin::add(a);
     }
     #[cfg(feature = "personal_canister_creation")]
-    factory::driver::start();
+    {
+        // An empty reserve is already low: say so from the start.
+        factory::service::check_reserve_alert(ic_cdk::api::time());
+        factory::driver::start();
+    }
 }
 
 #[ic_cdk::pre_upgrade]

@@ -387,6 +387,12 @@ pub fn begin(caller: Principal, req: ImportBegin) -> Result<ImportStatus> {
     if req.expected.root.len() != 32 {
         return Err(Error::invalid("expected.root", "must be a 32-byte SHA-256"));
     }
+    if req.expected.root_hex != hex::encode(&req.expected.root) {
+        return Err(Error::invalid(
+            "expected.root_hex",
+            "must be the hex encoding of expected.root",
+        ));
+    }
     if st.phase == ImportPhase::Open {
         if st.expected.as_ref() == Some(&req.expected) && st.snapshot.as_ref() == Some(&req.capsule)
         {

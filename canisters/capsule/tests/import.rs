@@ -813,9 +813,29 @@ fn out_of_order_items_are_refused() {
 
 // ---- finalize verifies the manifest -----------------------------------------------------------------
 
+#[test]
+fn begin_refuses_a_manifest_whose_root_hex_is_not_its_root() {
+    let e = exported();
+    let f = factory();
+    let mut forged = e.manifest.clone();
+    forged.root_hex = "0".repeat(64);
+    transfer::init(e.owner, Some(f));
+    let r = transfer::begin(
+        f,
+        ImportBegin {
+            capsule: e.snapshot.clone(),
+            expected: forged,
+        },
+    );
+    assert!(
+        matches!(&r, Err(err) if matches!(&err.kind, ErrorKind::InvalidArgument { field, .. } if field == "expected.root_hex")),
+        "{r:?}"
+    );
+    assert_eq!(transfer::status().phase, ImportPhase::Ready);
+}
+
 #[rstest]
 #[case::root(|m: &mut Manifest| { m.root[0] ^= 1; m.root_hex = hex::encode(&m.root); })]
-#[case::root_hex_only(|m: &mut Manifest| m.root_hex = "0".repeat(64))]
 #[case::memory_count(|m: &mut Manifest| m.memories += 1)]
 #[case::blob_bytes(|m: &mut Manifest| m.blob_bytes -= 1)]
 #[case::connections(|m: &mut Manifest| m.connections = 0)]

@@ -16,7 +16,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn main() {
     let wasm = test_wasm();
-    println!("engine benchmark (profile: {})", if cfg!(debug_assertions) { "debug" } else { "release/bench" });
+    println!(
+        "engine benchmark (profile: {})",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release/bench"
+        }
+    );
     println!("test canister module: {} bytes", wasm.len());
 
     // Compile: first time (cold process cache) and cached.
@@ -31,7 +38,9 @@ fn main() {
     let t = Instant::now();
     e2.compile(wasm).unwrap();
     let other_engine = t.elapsed();
-    println!("compile: first {first:?}, cached {cached:?}, cached in a new Engine {other_engine:?}");
+    println!(
+        "compile: first {first:?}, cached {cached:?}, cached in a new Engine {other_engine:?}"
+    );
 
     // Create + install.
     let n = 50;
@@ -41,7 +50,10 @@ fn main() {
         ids.push(setup_with(&mut e, 100 * T));
     }
     let per = t.elapsed() / n;
-    println!("create+install: {per:?} per canister ({n} canisters, modules compiled: {})", e.modules_compiled());
+    println!(
+        "create+install: {per:?} per canister ({n} canisters, modules compiled: {})",
+        e.modules_compiled()
+    );
 
     // Small update call latency.
     let c = ids[0];
@@ -72,20 +84,41 @@ fn main() {
         qlat.push(t.elapsed());
     }
     qlat.sort();
-    println!("query call (get): median {:?}, p99 {:?}", percentile(&qlat, 0.5), percentile(&qlat, 0.99));
+    println!(
+        "query call (get): median {:?}, p99 {:?}",
+        percentile(&qlat, 0.5),
+        percentile(&qlat, 0.99)
+    );
     let mut ilat = Vec::with_capacity(1000);
     let d = ids[1];
     for _ in 0..1000 {
         let t = Instant::now();
-        e.update_call(user(), c, "call", &call_arg(d, "inc", Encode!().unwrap(), 0, true)).unwrap();
+        e.update_call(
+            user(),
+            c,
+            "call",
+            &call_arg(d, "inc", Encode!().unwrap(), 0, true),
+        )
+        .unwrap();
         ilat.push(t.elapsed());
     }
     ilat.sort();
-    println!("inter-canister call (ingress -> a -> b -> a): median {:?}, p99 {:?}", percentile(&ilat, 0.5), percentile(&ilat, 0.99));
+    println!(
+        "inter-canister call (ingress -> a -> b -> a): median {:?}, p99 {:?}",
+        percentile(&ilat, 0.5),
+        percentile(&ilat, 0.99)
+    );
 
     // Instructions for a known loop.
     let lc = e.create_canister(user(), None, 100 * T).unwrap();
-    e.install_code(user(), lc, InstallMode::Install, &loop_module(1_000_000), &[]).unwrap();
+    e.install_code(
+        user(),
+        lc,
+        InstallMode::Install,
+        &loop_module(1_000_000),
+        &[],
+    )
+    .unwrap();
     let r = e.update_call(user(), lc, "loop", &[]).unwrap();
     let counted = u64::from_le_bytes(r[..8].try_into().unwrap());
     println!(
@@ -99,9 +132,18 @@ fn main() {
     let big = setup_with(&mut e, 1_000 * T);
     let t = Instant::now();
     for i in 0..16u64 {
-        e.update_call(user(), big, "stable_fill", &Encode!(&(i * 64), &64u64, &0x5Au8).unwrap()).unwrap();
+        e.update_call(
+            user(),
+            big,
+            "stable_fill",
+            &Encode!(&(i * 64), &64u64, &0x5Au8).unwrap(),
+        )
+        .unwrap();
     }
-    println!("filling 1 GiB of stable memory (16 updates of 64 MiB): {:?}", t.elapsed());
+    println!(
+        "filling 1 GiB of stable memory (16 updates of 64 MiB): {:?}",
+        t.elapsed()
+    );
     let mut ok = vec![];
     let mut trap = vec![];
     for _ in 0..200 {
@@ -109,7 +151,13 @@ fn main() {
         e.update_call(user(), big, "inc", &arg).unwrap();
         ok.push(t.elapsed());
         let t = Instant::now();
-        e.update_call(user(), big, "stable_touch_then_trap", &Encode!(&(700u64 << 20)).unwrap()).unwrap_err();
+        e.update_call(
+            user(),
+            big,
+            "stable_touch_then_trap",
+            &Encode!(&(700u64 << 20)).unwrap(),
+        )
+        .unwrap_err();
         trap.push(t.elapsed());
     }
     ok.sort();

@@ -1,6 +1,8 @@
 //! Times compiling a canister module: `cargo run -p engine --example compile_time -- <module.wasm>`.
 fn main() {
-    let path = std::env::args().nth(1).expect("usage: compile_time <module.wasm>");
+    let path = std::env::args()
+        .nth(1)
+        .expect("usage: compile_time <module.wasm>");
     let wasm = std::fs::read(&path).expect("read module");
     let t = std::time::Instant::now();
     let info = engine::wasm::validate(&wasm).expect("valid");
@@ -12,5 +14,9 @@ fn main() {
     let mut e = engine::Engine::new(engine::EngineConfig::default());
     let t = std::time::Instant::now();
     e.compile(&wasm).expect("compile");
-    println!("compile {} bytes: {:?} (validate {v:?}, rewrite {r:?})", wasm.len(), t.elapsed());
+    println!(
+        "compile {} bytes: {:?} (validate {v:?}, rewrite {r:?})",
+        wasm.len(),
+        t.elapsed()
+    );
 }

@@ -91,7 +91,10 @@ enum Msg {
 
 #[derive(Clone, Debug)]
 enum CtxOrigin {
-    Request { origin: ReqOrigin, caller: Principal },
+    Request {
+        origin: ReqOrigin,
+        caller: Principal,
+    },
     System,
 }
 
@@ -150,7 +153,10 @@ impl Canister {
     fn footprint(&self) -> u64 {
         let mut m = self.chunks.len() as u64 * (1 << 20);
         if let Some(i) = &self.inst {
-            m += i.heap_bytes() + i.ctx().stable.size_bytes() + i.compiled.wasm_size + i.globals_bytes();
+            m += i.heap_bytes()
+                + i.ctx().stable.size_bytes()
+                + i.compiled.wasm_size
+                + i.globals_bytes();
         }
         m.max(self.settings.memory_allocation)
     }
@@ -188,7 +194,13 @@ struct ExecCall {
 }
 
 impl ExecCall {
-    fn new(kind: Kind, entry: Entry, fuel: u64, metric_kind: ExecKind, metric_method: &str) -> ExecCall {
+    fn new(
+        kind: Kind,
+        entry: Entry,
+        fuel: u64,
+        metric_kind: ExecKind,
+        metric_method: &str,
+    ) -> ExecCall {
         ExecCall {
             kind,
             entry,
@@ -278,7 +290,8 @@ impl Engine {
             h.update(cfg.seed);
             h.finalize().into()
         };
-        let mut root_key = hex_bytes("308182301d060d2b0601040182dc7c0503010201060c2b0601040182dc7c05030201036100");
+        let mut root_key =
+            hex_bytes("308182301d060d2b0601040182dc7c0503010201060c2b0601040182dc7c05030201036100");
         for i in 0..3u8 {
             root_key.extend_from_slice(&seed_hash(&[b'r', b'k', i]));
         }
@@ -307,7 +320,10 @@ impl Engine {
             rand_counter: 0,
             faults: BTreeMap::new(),
             next_fault: 0,
-            metrics: Metrics { keep_records: true, ..Default::default() },
+            metrics: Metrics {
+                keep_records: true,
+                ..Default::default()
+            },
             composite_stack: vec![],
             cfg,
         }
@@ -338,27 +354,46 @@ impl Engine {
             self.metrics.compile_cache_hits += 1;
             return Ok(c.clone());
         }
-        if let Some(c) = global_cache().lock().ok().and_then(|m| m.get(&key).cloned()) {
+        if let Some(c) = global_cache()
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
             self.metrics.compile_cache_hits += 1;
             self.cache.insert(key, c.clone());
             return Ok(c);
         }
         let info = wasm::validate(&decoded).map_err(|e| Reject::ic(505, e))?;
-        let rewritten = wasm::rewrite(&decoded).map_err(|e| Reject::ic(505, format!("Wasm module has an invalid format: {e}")))?;
+        let rewritten = wasm::rewrite(&decoded)
+            .map_err(|e| Reject::ic(505, format!("Wasm module has an invalid format: {e}")))?;
         let module = match disk_cache_load(&self.wt, &key) {
             Some(m) => m,
             None => {
-                let m = wasmtime::Module::new(&self.wt, &rewritten)
-                    .map_err(|e| Reject::ic(505, format!("Wasm module has an invalid format: {}", e.root_cause())))?;
+                let m = wasmtime::Module::new(&self.wt, &rewritten).map_err(|e| {
+                    Reject::ic(
+                        505,
+                        format!("Wasm module has an invalid format: {}", e.root_cause()),
+                    )
+                })?;
                 disk_cache_store(&self.wt, &key, &m);
                 m
             }
         };
-        let pre = self
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|e| Reject::ic(505, format!("Wasm module has an invalid import section: {}", e.root_cause())))?;
-        let c = Arc::new(Compiled { pre, module, info, wasm_size: wasm_bytes.len() as u64 });
+        let pre = self.linker.instantiate_pre(&module).map_err(|e| {
+            Reject::ic(
+                505,
+                format!(
+                    "Wasm module has an invalid import section: {}",
+                    e.root_cause()
+                ),
+            )
+        })?;
+        let c = Arc::new(Compiled {
+            pre,
+            module,
+            info,
+            wasm_size: wasm_bytes.len() as u64,
+        });
         self.metrics.modules_compiled += 1;
         self.cache.insert(key, c.clone());
         if let Ok(mut m) = global_cache().lock() {
@@ -387,7 +422,11 @@ impl Engine {
             specified_id: None,
             sender_canister_version: None,
         };
-        let r = self.host_mgmt(sender, "provisional_create_canister_with_cycles", enc(&args))?;
+        let r = self.host_mgmt(
+            sender,
+            "provisional_create_canister_with_cycles",
+            enc(&args),
+        )?;
         let res: CanisterIdResult =
             candid::decode_one(&r).map_err(|e| Reject::new(RejectCode::SysFatal, e.to_string()))?;
         Ok(res.canister_id)
@@ -404,10 +443,12 @@ impl Engine {
         let mode = match mode {
             InstallMode::Install => WireInstallMode::Install,
             InstallMode::Reinstall => WireInstallMode::Reinstall,
-            InstallMode::Upgrade { skip_pre_upgrade } => WireInstallMode::Upgrade(Some(UpgradeFlags {
-                skip_pre_upgrade: Some(skip_pre_upgrade),
-                wasm_memory_persistence: None,
-            })),
+            InstallMode::Upgrade { skip_pre_upgrade } => {
+                WireInstallMode::Upgrade(Some(UpgradeFlags {
+                    skip_pre_upgrade: Some(skip_pre_upgrade),
+                    wasm_memory_persistence: None,
+                }))
+            }
         };
         let args = InstallCodeArgs {
             mode,
@@ -416,19 +457,39 @@ impl Engine {
             arg: ByteBuf::from(arg.to_vec()),
             sender_canister_version: None,
         };
-        self.host_mgmt(sender, "install_code", enc(&args)).map(|_| ())
+        self.host_mgmt(sender, "install_code", enc(&args))
+            .map(|_| ())
     }
 
-    pub fn update_call(&mut self, sender: Principal, canister: Principal, method: &str, arg: &[u8]) -> Result<Vec<u8>, Reject> {
+    pub fn update_call(
+        &mut self,
+        sender: Principal,
+        canister: Principal,
+        method: &str,
+        arg: &[u8],
+    ) -> Result<Vec<u8>, Reject> {
         let id = self.submit_call(sender, canister, method, arg)?;
         self.await_call(id)
     }
 
-    pub fn submit_call(&mut self, sender: Principal, canister: Principal, method: &str, arg: &[u8]) -> Result<MessageId, Reject> {
+    pub fn submit_call(
+        &mut self,
+        sender: Principal,
+        canister: Principal,
+        method: &str,
+        arg: &[u8],
+    ) -> Result<MessageId, Reject> {
         self.submit(sender, canister, method, arg.to_vec(), false)
     }
 
-    fn submit(&mut self, sender: Principal, canister: Principal, method: &str, arg: Vec<u8>, host: bool) -> Result<MessageId, Reject> {
+    fn submit(
+        &mut self,
+        sender: Principal,
+        canister: Principal,
+        method: &str,
+        arg: Vec<u8>,
+        host: bool,
+    ) -> Result<MessageId, Reject> {
         if !host && arg.len() > self.cfg.limits.max_ingress_payload {
             return Err(Reject::ic(
                 409,
@@ -442,9 +503,15 @@ impl Engine {
         if canister == MGMT {
             if !INGRESS_MGMT_METHODS.contains(&method) {
                 if KNOWN_MGMT_METHODS.contains(&method) {
-                    return Err(Reject::ic(406, format!("Only canisters can call ic00 method {method}")));
+                    return Err(Reject::ic(
+                        406,
+                        format!("Only canisters can call ic00 method {method}"),
+                    ));
                 }
-                return Err(Reject::ic(536, format!("Management canister has no method '{method}'")));
+                return Err(Reject::ic(
+                    536,
+                    format!("Management canister has no method '{method}'"),
+                ));
             }
             // Ingress to the management canister is validated against its effective canister at submission.
             #[derive(candid::CandidType, serde::Deserialize)]
@@ -456,7 +523,9 @@ impl Engine {
                 if let Ok(eff) = candid::decode_one::<Effective>(&arg) {
                     if let Some(target) = eff.canister_id.or(eff.target_canister) {
                         let c = self.get(target)?;
-                        if method != "provisional_top_up_canister" && !c.settings.controllers.contains(&sender) {
+                        if method != "provisional_top_up_canister"
+                            && !c.settings.controllers.contains(&sender)
+                        {
                             return Err(not_controller(target, &c.settings.controllers, sender));
                         }
                     }
@@ -466,7 +535,10 @@ impl Engine {
             let Some(c) = self.canisters.get(&canister) else {
                 return Err(Reject::ic(301, format!("Canister {canister} not found")));
             };
-            let inspect = c.inst.as_ref().is_some_and(|i| i.compiled.info.has_inspect_message)
+            let inspect = c
+                .inst
+                .as_ref()
+                .is_some_and(|i| i.compiled.info.has_inspect_message)
                 && c.status == Status::Running;
             if inspect {
                 let mut call = ExecCall::new(
@@ -486,12 +558,18 @@ impl Engine {
                 match out.result {
                     Err(t) => {
                         let r = trap_reject(canister, &t, self.cfg.limits.max_instructions_inspect);
-                        return Err(Reject { code: r.code, message: r.message, error_code: r.error_code });
+                        return Err(Reject {
+                            code: r.code,
+                            message: r.message,
+                            error_code: r.error_code,
+                        });
                     }
                     Ok(()) if !out.accepted => {
                         return Err(Reject::ic(
                             406,
-                            format!("Error from Canister {canister}: Canister rejected the message"),
+                            format!(
+                                "Error from Canister {canister}: Canister rejected the message"
+                            ),
                         ));
                     }
                     Ok(()) => {}
@@ -517,7 +595,10 @@ impl Engine {
 
     pub fn await_call(&mut self, id: MessageId) -> Result<Vec<u8>, Reject> {
         if !self.ingress.contains_key(&id.0) {
-            return Err(Reject::new(RejectCode::SysFatal, format!("unknown message id {}", id.0)));
+            return Err(Reject::new(
+                RejectCode::SysFatal,
+                format!("unknown message id {}", id.0),
+            ));
         }
         for _ in 0..=self.cfg.limits.max_rounds_per_await {
             if let Some(IngressState::Done(r)) = self.ingress.get(&id.0) {
@@ -544,11 +625,21 @@ impl Engine {
         }
     }
 
-    pub fn query_call(&mut self, sender: Principal, canister: Principal, method: &str, arg: &[u8]) -> Result<Vec<u8>, Reject> {
+    pub fn query_call(
+        &mut self,
+        sender: Principal,
+        canister: Principal,
+        method: &str,
+        arg: &[u8],
+    ) -> Result<Vec<u8>, Reject> {
         if arg.len() > self.cfg.limits.max_ingress_payload {
             return Err(Reject::ic(
                 409,
-                format!("Query payload of {} bytes exceeds the maximum of {} bytes", arg.len(), self.cfg.limits.max_ingress_payload),
+                format!(
+                    "Query payload of {} bytes exceeds the maximum of {} bytes",
+                    arg.len(),
+                    self.cfg.limits.max_ingress_payload
+                ),
             ));
         }
         if canister == MGMT {
@@ -561,15 +652,26 @@ impl Engine {
             match action {
                 FaultAction::Reject { code, message } => return Err(Reject::new(code, message)),
                 FaultAction::Trap { message } => {
-                    return Err(trap_reject(canister, &HostTrap { code: 503, msg: message }, 0));
+                    return Err(trap_reject(
+                        canister,
+                        &HostTrap {
+                            code: 503,
+                            msg: message,
+                        },
+                        0,
+                    ));
                 }
                 _ => {}
             }
         }
         let c = &self.canisters[&canister];
         match c.status {
-            Status::Stopped => return Err(Reject::ic(508, format!("Canister {canister} is stopped"))),
-            Status::Stopping => return Err(Reject::ic(509, format!("Canister {canister} is stopping"))),
+            Status::Stopped => {
+                return Err(Reject::ic(508, format!("Canister {canister} is stopped")))
+            }
+            Status::Stopping => {
+                return Err(Reject::ic(509, format!("Canister {canister} is stopping")))
+            }
             Status::Running => {}
         }
         let Some(inst) = &c.inst else {
@@ -584,10 +686,19 @@ impl Engine {
         } else if info.composite_query_methods.contains(method) {
             return self.composite_query(sender, canister, method, arg, 0);
         } else {
-            return Err(Reject::ic(536, format!("Error from Canister {canister}: Canister has no query method '{method}'.")));
+            return Err(Reject::ic(
+                536,
+                format!("Error from Canister {canister}: Canister has no query method '{method}'."),
+            ));
         };
         let limit = self.cfg.limits.max_instructions_per_query;
-        let mut call = ExecCall::new(Kind::NonReplicatedQuery, Entry::Export(export), limit, ExecKind::Query, method);
+        let mut call = ExecCall::new(
+            Kind::NonReplicatedQuery,
+            Entry::Export(export),
+            limit,
+            ExecKind::Query,
+            method,
+        );
         call.caller = sender;
         call.arg = arg.to_vec();
         call.can_respond = true;
@@ -599,7 +710,10 @@ impl Engine {
         match (out.result, out.response) {
             (Ok(()), Some(Ok(b))) => Ok(b),
             (Ok(()), Some(Err(m))) => Err(Reject::canister(m)),
-            (Ok(()), None) => Err(Reject::ic(506, format!("Error from Canister {canister}: Canister did not reply to the call"))),
+            (Ok(()), None) => Err(Reject::ic(
+                506,
+                format!("Error from Canister {canister}: Canister did not reply to the call"),
+            )),
             (Err(t), _) => Err(trap_reject(canister, &t, limit)),
         }
     }
@@ -607,10 +721,21 @@ impl Engine {
     /// A composite query: the method and its callbacks run against one snapshot of the canister that is
     /// discarded at the end; the calls it makes (to query or composite-query methods of other canisters on the
     /// subnet) run synchronously, depth first, up to depth 6.
-    fn composite_query(&mut self, sender: Principal, canister: Principal, method: &str, arg: &[u8], depth: u32) -> Result<Vec<u8>, Reject> {
+    fn composite_query(
+        &mut self,
+        sender: Principal,
+        canister: Principal,
+        method: &str,
+        arg: &[u8],
+        depth: u32,
+    ) -> Result<Vec<u8>, Reject> {
         let limit = self.cfg.limits.max_instructions_per_query;
         let cert = self.certificate(canister);
-        if let Some(i) = self.canisters.get_mut(&canister).and_then(|c| c.inst.as_mut()) {
+        if let Some(i) = self
+            .canisters
+            .get_mut(&canister)
+            .and_then(|c| c.inst.as_mut())
+        {
             i.checkpoint();
         }
         self.composite_stack.push(canister);
@@ -634,7 +759,10 @@ impl Engine {
         let mut pending: VecDeque<OutCall> = out.calls.into();
         while let Some(c) = pending.pop_front() {
             let result = if depth >= 6 {
-                Err(Reject::ic(504, "Composite query call graph exceeds the maximum depth of 6".to_string()))
+                Err(Reject::ic(
+                    504,
+                    "Composite query call graph exceeds the maximum depth of 6".to_string(),
+                ))
             } else if c.callee == canister || self.composite_stack.contains(&c.callee) {
                 Err(Reject::ic(504, "The engine does not support composite query calls back into a canister of the same call graph".to_string()))
             } else {
@@ -652,10 +780,29 @@ impl Engine {
                 }
             };
             let (kind, entry, arg, reject) = match &result {
-                Ok(b) => (Kind::CompositeReplyCallback, c.reply, b.clone(), (0, String::new())),
-                Err(r) => (Kind::CompositeRejectCallback, c.reject, vec![], (r.code as u32, r.message.clone())),
+                Ok(b) => (
+                    Kind::CompositeReplyCallback,
+                    c.reply,
+                    b.clone(),
+                    (0, String::new()),
+                ),
+                Err(r) => (
+                    Kind::CompositeRejectCallback,
+                    c.reject,
+                    vec![],
+                    (r.code as u32, r.message.clone()),
+                ),
             };
-            let mut cb = ExecCall::new(kind, Entry::Callback { fun: entry.0, env: entry.1 }, limit, ExecKind::Query, method);
+            let mut cb = ExecCall::new(
+                kind,
+                Entry::Callback {
+                    fun: entry.0,
+                    env: entry.1,
+                },
+                limit,
+                ExecKind::Query,
+                method,
+            );
             cb.caller = sender;
             cb.arg = arg;
             cb.reject = reject.clone();
@@ -668,7 +815,13 @@ impl Engine {
             if let Err(t) = out.result {
                 last_trap = Some(t);
                 if let Some((f, e)) = c.cleanup {
-                    let mut cl = ExecCall::new(Kind::Cleanup, Entry::Callback { fun: f, env: e }, limit, ExecKind::Cleanup, method);
+                    let mut cl = ExecCall::new(
+                        Kind::Cleanup,
+                        Entry::Callback { fun: f, env: e },
+                        limit,
+                        ExecKind::Cleanup,
+                        method,
+                    );
                     cl.caller = sender;
                     cl.reject = (reject.0, String::new());
                     cl.prepay = false;
@@ -685,7 +838,11 @@ impl Engine {
             pending.extend(out.calls);
         }
         let wt = self.wt.clone();
-        if let Some(i) = self.canisters.get_mut(&canister).and_then(|c| c.inst.as_mut()) {
+        if let Some(i) = self
+            .canisters
+            .get_mut(&canister)
+            .and_then(|c| c.inst.as_mut())
+        {
             i.rollback(&wt);
         }
         self.composite_stack.pop();
@@ -693,7 +850,10 @@ impl Engine {
             (Some(Ok(b)), _) => Ok(b),
             (Some(Err(m)), _) => Err(Reject::canister(m)),
             (None, Some(t)) => Err(trap_reject(canister, &t, limit)),
-            (None, None) => Err(Reject::ic(506, format!("Error from Canister {canister}: Canister did not reply to the call"))),
+            (None, None) => Err(Reject::ic(
+                506,
+                format!("Error from Canister {canister}: Canister did not reply to the call"),
+            )),
         }
     }
 
@@ -720,7 +880,9 @@ impl Engine {
         self.round_time = self.time;
         // Delayed messages.
         let round = self.round;
-        let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delayed).into_iter().partition(|(r, _)| *r <= round);
+        let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delayed)
+            .into_iter()
+            .partition(|(r, _)| *r <= round);
         self.delayed = keep;
         for (_, m) in due {
             self.queue.push_back(m);
@@ -752,7 +914,10 @@ impl Engine {
                 return Ok(rounds);
             }
             if rounds >= max_rounds {
-                return Err(EngineError::NotIdle { rounds, pending: self.queue.len() + self.delayed.len() });
+                return Err(EngineError::NotIdle {
+                    rounds,
+                    pending: self.queue.len() + self.delayed.len(),
+                });
             }
             self.tick();
             rounds += 1;
@@ -775,7 +940,9 @@ impl Engine {
     }
 
     fn get(&self, c: Principal) -> Result<&Canister, Reject> {
-        self.canisters.get(&c).ok_or_else(|| Reject::ic(301, format!("Canister {c} not found")))
+        self.canisters
+            .get(&c)
+            .ok_or_else(|| Reject::ic(301, format!("Canister {c} not found")))
     }
 
     pub fn cycle_balance(&self, c: Principal) -> Result<u128, Reject> {
@@ -819,14 +986,29 @@ impl Engine {
         Ok(self.get(c)?.certified_data.clone())
     }
     pub fn stable_memory_bytes(&self, c: Principal) -> Result<u64, Reject> {
-        Ok(self.get(c)?.inst.as_ref().map(|i| i.ctx().stable.size_bytes()).unwrap_or(0))
+        Ok(self
+            .get(c)?
+            .inst
+            .as_ref()
+            .map(|i| i.ctx().stable.size_bytes())
+            .unwrap_or(0))
     }
     /// Full stable memory contents (allocates its size).
     pub fn stable_memory(&self, c: Principal) -> Result<Vec<u8>, Reject> {
-        Ok(self.get(c)?.inst.as_ref().map(|i| i.ctx().stable.to_vec()).unwrap_or_default())
+        Ok(self
+            .get(c)?
+            .inst
+            .as_ref()
+            .map(|i| i.ctx().stable.to_vec())
+            .unwrap_or_default())
     }
     pub fn heap_bytes(&self, c: Principal) -> Result<u64, Reject> {
-        Ok(self.get(c)?.inst.as_ref().map(|i| i.heap_bytes()).unwrap_or(0))
+        Ok(self
+            .get(c)?
+            .inst
+            .as_ref()
+            .map(|i| i.heap_bytes())
+            .unwrap_or(0))
     }
     /// Open call contexts of a canister (for tests of stop/upgrade behaviour).
     pub fn open_call_contexts(&self, c: Principal) -> Result<usize, Reject> {
@@ -837,7 +1019,11 @@ impl Engine {
         self.queue.len() + self.delayed.len() + self.held.values().map(|v| v.len()).sum::<usize>()
     }
 
-    pub fn canister_status(&mut self, sender: Principal, c: Principal) -> Result<CanisterStatus, Reject> {
+    pub fn canister_status(
+        &mut self,
+        sender: Principal,
+        c: Principal,
+    ) -> Result<CanisterStatus, Reject> {
         let can = self.get(c)?;
         if sender != c && !can.settings.controllers.contains(&sender) {
             return Err(not_controller(c, &can.settings.controllers, sender));
@@ -880,34 +1066,75 @@ impl Engine {
     }
 
     pub fn stop_canister(&mut self, sender: Principal, c: Principal) -> Result<(), Reject> {
-        self.host_mgmt(sender, "stop_canister", enc(&CanisterIdRecord { canister_id: c })).map(|_| ())
+        self.host_mgmt(
+            sender,
+            "stop_canister",
+            enc(&CanisterIdRecord { canister_id: c }),
+        )
+        .map(|_| ())
     }
     pub fn start_canister(&mut self, sender: Principal, c: Principal) -> Result<(), Reject> {
-        self.host_mgmt(sender, "start_canister", enc(&CanisterIdRecord { canister_id: c })).map(|_| ())
+        self.host_mgmt(
+            sender,
+            "start_canister",
+            enc(&CanisterIdRecord { canister_id: c }),
+        )
+        .map(|_| ())
     }
     pub fn delete_canister(&mut self, sender: Principal, c: Principal) -> Result<(), Reject> {
-        self.host_mgmt(sender, "delete_canister", enc(&CanisterIdRecord { canister_id: c })).map(|_| ())
+        self.host_mgmt(
+            sender,
+            "delete_canister",
+            enc(&CanisterIdRecord { canister_id: c }),
+        )
+        .map(|_| ())
     }
     pub fn uninstall_code(&mut self, sender: Principal, c: Principal) -> Result<(), Reject> {
-        let a = UninstallCodeArgs { canister_id: c, sender_canister_version: None };
-        self.host_mgmt(sender, "uninstall_code", enc(&a)).map(|_| ())
+        let a = UninstallCodeArgs {
+            canister_id: c,
+            sender_canister_version: None,
+        };
+        self.host_mgmt(sender, "uninstall_code", enc(&a))
+            .map(|_| ())
     }
-    pub fn update_settings(&mut self, sender: Principal, c: Principal, settings: CanisterSettings) -> Result<(), Reject> {
-        let a = UpdateSettingsArgs { canister_id: c, settings: to_wire(&settings), sender_canister_version: None };
-        self.host_mgmt(sender, "update_settings", enc(&a)).map(|_| ())
+    pub fn update_settings(
+        &mut self,
+        sender: Principal,
+        c: Principal,
+        settings: CanisterSettings,
+    ) -> Result<(), Reject> {
+        let a = UpdateSettingsArgs {
+            canister_id: c,
+            settings: to_wire(&settings),
+            sender_canister_version: None,
+        };
+        self.host_mgmt(sender, "update_settings", enc(&a))
+            .map(|_| ())
     }
     /// Upload a chunk to a canister's chunk store; returns its SHA-256.
-    pub fn upload_chunk(&mut self, sender: Principal, c: Principal, chunk: &[u8]) -> Result<[u8; 32], Reject> {
-        let a = UploadChunkArgs { canister_id: c, chunk: ByteBuf::from(chunk.to_vec()) };
+    pub fn upload_chunk(
+        &mut self,
+        sender: Principal,
+        c: Principal,
+        chunk: &[u8],
+    ) -> Result<[u8; 32], Reject> {
+        let a = UploadChunkArgs {
+            canister_id: c,
+            chunk: ByteBuf::from(chunk.to_vec()),
+        };
         let r = self.host_mgmt(sender, "upload_chunk", enc(&a))?;
-        let r: UploadChunkResult = candid::decode_one(&r).map_err(|e| Reject::new(RejectCode::SysFatal, e.to_string()))?;
+        let r: UploadChunkResult =
+            candid::decode_one(&r).map_err(|e| Reject::new(RejectCode::SysFatal, e.to_string()))?;
         let mut h = [0u8; 32];
         h.copy_from_slice(&r.hash);
         Ok(h)
     }
 
     pub fn canister_logs(&self, c: Principal) -> Vec<LogRecord> {
-        self.canisters.get(&c).map(|c| c.logs.iter().cloned().collect()).unwrap_or_default()
+        self.canisters
+            .get(&c)
+            .map(|c| c.logs.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -924,7 +1151,14 @@ impl Engine {
     pub fn add_fault(&mut self, rule: FaultRule) -> FaultId {
         let id = self.next_fault;
         self.next_fault += 1;
-        self.faults.insert(id, FaultState { rule, matches: 0, fired: 0 });
+        self.faults.insert(
+            id,
+            FaultState {
+                rule,
+                matches: 0,
+                fired: 0,
+            },
+        );
         FaultId(id)
     }
     /// Stop matching the rule; messages it still holds are released.
@@ -944,7 +1178,12 @@ impl Engine {
         self.held.get(&id.0).map(|v| v.len()).unwrap_or(0)
     }
 
-    fn host_mgmt(&mut self, sender: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, Reject> {
+    fn host_mgmt(
+        &mut self,
+        sender: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<Vec<u8>, Reject> {
         let id = self.submit(sender, MGMT, method, arg, true)?;
         self.await_call(id)
     }
@@ -960,15 +1199,25 @@ impl Engine {
         let max_inflight = self.cfg.limits.max_queue_per_pair as u32;
         let max_stable = self.cfg.limits.max_stable_memory_bytes;
         let Some(c) = self.canisters.get_mut(&cid) else {
-            return Outcome::trap(HostTrap { code: 301, msg: "canister not found".into() });
+            return Outcome::trap(HostTrap {
+                code: 301,
+                msg: "canister not found".into(),
+            });
         };
         let footprint = c.footprint();
         let freezing = fees.freezing_limit(footprint, c.settings.freezing_threshold);
-        let prepay = if call.prepay && call.charge { fees.prepay(call.fuel) } else { 0 };
+        let prepay = if call.prepay && call.charge {
+            fees.prepay(call.fuel)
+        } else {
+            0
+        };
         let base_balance = c.cycles.saturating_sub(prepay);
         let status = c.status_code();
         let Some(inst) = c.inst.as_mut() else {
-            return Outcome::trap(HostTrap { code: 537, msg: "no wasm module".into() });
+            return Outcome::trap(HostTrap {
+                code: 537,
+                msg: "no wasm module".into(),
+            });
         };
         {
             let ctx = inst.ctx_mut();
@@ -990,9 +1239,19 @@ impl Engine {
             ctx.controllers.clone_from(&c.settings.controllers);
             ctx.version = c.version;
             ctx.status = status;
-            ctx.env_vars = c.settings.environment_variables.iter().map(|e| (e.name.clone(), e.value.clone())).collect();
-            ctx.heap_limit_bytes = if c.settings.wasm_memory_limit == 0 { u64::MAX } else { c.settings.wasm_memory_limit };
-            ctx.enforce_heap_limit = matches!(call.kind, Kind::Update | Kind::Init | Kind::PostUpgrade);
+            ctx.env_vars = c
+                .settings
+                .environment_variables
+                .iter()
+                .map(|e| (e.name.clone(), e.value.clone()))
+                .collect();
+            ctx.heap_limit_bytes = if c.settings.wasm_memory_limit == 0 {
+                u64::MAX
+            } else {
+                c.settings.wasm_memory_limit
+            };
+            ctx.enforce_heap_limit =
+                matches!(call.kind, Kind::Update | Kind::Init | Kind::PostUpgrade);
             ctx.certificate = call.certificate;
             ctx.max_payload = max_payload;
             ctx.inflight.clone_from(&c.inflight);
@@ -1012,7 +1271,11 @@ impl Engine {
         let certified = ctx.certified.take();
         let available_left = ctx.cycles_available;
         let accepted = ctx.accepted;
-        let refund = if call.charge { fees.instructions(call.fuel.saturating_sub(used)) } else { 0 };
+        let refund = if call.charge {
+            fees.instructions(call.fuel.saturating_sub(used))
+        } else {
+            0
+        };
         let ok = result.is_ok();
         match (ok, call.keep) {
             (_, Keep::Nested) => {
@@ -1047,7 +1310,17 @@ impl Engine {
                 response = None;
             }
         }
-        if ok && matches!(call.kind, Kind::Update | Kind::Init | Kind::PostUpgrade | Kind::ReplyCallback | Kind::RejectCallback | Kind::SystemTask) {
+        if ok
+            && matches!(
+                call.kind,
+                Kind::Update
+                    | Kind::Init
+                    | Kind::PostUpgrade
+                    | Kind::ReplyCallback
+                    | Kind::RejectCallback
+                    | Kind::SystemTask
+            )
+        {
             let threshold = c.settings.wasm_memory_threshold;
             let limit = c.settings.wasm_memory_limit;
             let heap = c.inst.as_ref().map(|i| i.heap_bytes()).unwrap_or(0);
@@ -1071,7 +1344,10 @@ impl Engine {
                 push_log(c, text.into_bytes(), time, self.cfg.log_capacity_bytes);
             }
         }
-        let bytes_sent = calls.iter().map(|c| (c.method.len() + c.arg.len()) as u64).sum::<u64>()
+        let bytes_sent = calls
+            .iter()
+            .map(|c| (c.method.len() + c.arg.len()) as u64)
+            .sum::<u64>()
             + match &response {
                 Some(Ok(b)) => b.len() as u64,
                 Some(Err(m)) => m.len() as u64,
@@ -1088,10 +1364,23 @@ impl Engine {
             bytes_sent,
             bytes_received: bytes_in,
         });
-        Outcome { result, instructions: used, response, calls, available_left, accepted }
+        Outcome {
+            result,
+            instructions: used,
+            response,
+            calls,
+            available_left,
+            accepted,
+        }
     }
 
-    fn respond(&mut self, origin: &ReqOrigin, caller: Principal, result: Result<Vec<u8>, Reject>, refund: u128) {
+    fn respond(
+        &mut self,
+        origin: &ReqOrigin,
+        caller: Principal,
+        result: Result<Vec<u8>, Reject>,
+        refund: u128,
+    ) {
         match origin {
             ReqOrigin::Ingress(id) => {
                 self.ingress.insert(*id, IngressState::Done(result));
@@ -1165,7 +1454,10 @@ impl Engine {
         }
         let limit = self.cfg.limits.max_instructions_per_message;
         if err.is_none() {
-            let liquid = c.cycles.saturating_sub(self.fees.freezing_limit(c.footprint(), c.settings.freezing_threshold));
+            let liquid = c.cycles.saturating_sub(
+                self.fees
+                    .freezing_limit(c.footprint(), c.settings.freezing_threshold),
+            );
             let need = self.fees.prepay(limit);
             if liquid < need {
                 err = reject(
@@ -1196,13 +1488,17 @@ impl Engine {
             return;
         }
         if let ReqOrigin::Ingress(_) = req.origin {
-            let fee = self.fees.ingress_base + self.fees.ingress_byte * (req.method.len() + req.arg.len()) as u128;
+            let fee = self.fees.ingress_base
+                + self.fees.ingress_byte * (req.method.len() + req.arg.len()) as u128;
             let c = self.canisters.get_mut(&rid).expect("exists");
             c.cycles = c.cycles.saturating_sub(fee);
         }
         let ctx_id = self.fresh_id();
         let cc = CallContext {
-            origin: CtxOrigin::Request { origin: req.origin.clone(), caller: req.sender },
+            origin: CtxOrigin::Request {
+                origin: req.origin.clone(),
+                caller: req.sender,
+            },
             responded: false,
             available: req.cycles,
             outstanding: 0,
@@ -1210,12 +1506,20 @@ impl Engine {
             deadline: req.deadline,
             method: req.method.clone(),
         };
-        self.canisters.get_mut(&rid).expect("exists").contexts.insert(ctx_id, cc);
+        self.canisters
+            .get_mut(&rid)
+            .expect("exists")
+            .contexts
+            .insert(ctx_id, cc);
         let mut call = ExecCall::new(
             kind,
             Entry::Export(export),
             limit,
-            if kind == Kind::Update { ExecKind::Update } else { ExecKind::ReplicatedQuery },
+            if kind == Kind::Update {
+                ExecKind::Update
+            } else {
+                ExecKind::ReplicatedQuery
+            },
             &req.method,
         );
         call.caller = req.sender;
@@ -1244,8 +1548,12 @@ impl Engine {
         let mut respond: Option<Pending> = None;
         let mut close = false;
         {
-            let Some(c) = self.canisters.get_mut(&cid) else { return };
-            let Some(cc) = c.contexts.get_mut(&ctx_id) else { return };
+            let Some(c) = self.canisters.get_mut(&cid) else {
+                return;
+            };
+            let Some(cc) = c.contexts.get_mut(&ctx_id) else {
+                return;
+            };
             cc.instructions += out.instructions;
             if out.result.is_ok() {
                 cc.available = out.available_left;
@@ -1318,7 +1626,9 @@ impl Engine {
     }
 
     fn check_stopped(&mut self, cid: Principal) {
-        let Some(c) = self.canisters.get_mut(&cid) else { return };
+        let Some(c) = self.canisters.get_mut(&cid) else {
+            return;
+        };
         if c.status == Status::Stopping && c.contexts.is_empty() {
             c.status = Status::Stopped;
             c.version += 1;
@@ -1333,7 +1643,9 @@ impl Engine {
         let cid = resp.receiver;
         let fees = self.fees.clone();
         let limit = self.cfg.limits.max_instructions_per_message;
-        let Some(c) = self.canisters.get_mut(&cid) else { return };
+        let Some(c) = self.canisters.get_mut(&cid) else {
+            return;
+        };
         let cb = match resp.expired.take() {
             Some(cb) => cb,
             None => match c.callbacks.remove(&resp.callback) {
@@ -1348,7 +1660,8 @@ impl Engine {
             Ok(b) => b.len(),
             Err(r) => r.message.len(),
         } as u128;
-        c.cycles += resp.refund + fees.byte * (fees.max_response_bytes as u128).saturating_sub(payload_len);
+        c.cycles +=
+            resp.refund + fees.byte * (fees.max_response_bytes as u128).saturating_sub(payload_len);
         // A callback that will not run is charged only the base fee of its prepayment.
         let unexecuted_refund = fees.instructions(limit);
         let Some(cc) = c.contexts.get(&cb.context) else {
@@ -1363,15 +1676,42 @@ impl Engine {
             return;
         }
         let (caller, can_respond, available, cc_instr, deadline) = match &cc.origin {
-            CtxOrigin::Request { caller, .. } => (*caller, !cc.responded, cc.available, cc.instructions, cc.deadline),
+            CtxOrigin::Request { caller, .. } => (
+                *caller,
+                !cc.responded,
+                cc.available,
+                cc.instructions,
+                cc.deadline,
+            ),
             CtxOrigin::System => (MGMT, false, 0, cc.instructions, 0),
         };
         let _ = cc;
         let (kind, entry, arg, reject, mk) = match &resp.result {
-            Ok(b) => (Kind::ReplyCallback, cb.reply, b.clone(), (0, String::new()), ExecKind::ReplyCallback),
-            Err(r) => (Kind::RejectCallback, cb.reject, vec![], (r.code as u32, r.message.clone()), ExecKind::RejectCallback),
+            Ok(b) => (
+                Kind::ReplyCallback,
+                cb.reply,
+                b.clone(),
+                (0, String::new()),
+                ExecKind::ReplyCallback,
+            ),
+            Err(r) => (
+                Kind::RejectCallback,
+                cb.reject,
+                vec![],
+                (r.code as u32, r.message.clone()),
+                ExecKind::RejectCallback,
+            ),
         };
-        let mut call = ExecCall::new(kind, Entry::Callback { fun: entry.0, env: entry.1 }, limit, mk, &cb.method);
+        let mut call = ExecCall::new(
+            kind,
+            Entry::Callback {
+                fun: entry.0,
+                env: entry.1,
+            },
+            limit,
+            mk,
+            &cb.method,
+        );
         call.caller = caller;
         call.arg = arg;
         call.reject = reject.clone();
@@ -1384,7 +1724,13 @@ impl Engine {
         let out = self.run_exec(cid, call);
         if out.result.is_err() {
             if let Some((f, e)) = cb.cleanup {
-                let mut call = ExecCall::new(Kind::Cleanup, Entry::Callback { fun: f, env: e }, limit, ExecKind::Cleanup, &cb.method);
+                let mut call = ExecCall::new(
+                    Kind::Cleanup,
+                    Entry::Callback { fun: f, env: e },
+                    limit,
+                    ExecKind::Cleanup,
+                    &cb.method,
+                );
                 call.caller = caller;
                 call.reject = (reject.0, String::new());
                 call.prepay = false;
@@ -1393,7 +1739,11 @@ impl Engine {
                 let _ = self.run_exec(cid, call);
             }
         }
-        if let Some(cc) = self.canisters.get_mut(&cid).and_then(|c| c.contexts.get_mut(&cb.context)) {
+        if let Some(cc) = self
+            .canisters
+            .get_mut(&cid)
+            .and_then(|c| c.contexts.get_mut(&cb.context))
+        {
             cc.outstanding = cc.outstanding.saturating_sub(1);
         }
         self.after_execution(cid, cb.context, out);
@@ -1406,7 +1756,12 @@ impl Engine {
             if c.callbacks.is_empty() {
                 continue;
             }
-            let ids: Vec<u64> = c.callbacks.iter().filter(|(_, cb)| cb.deadline != 0 && cb.deadline <= now).map(|(id, _)| *id).collect();
+            let ids: Vec<u64> = c
+                .callbacks
+                .iter()
+                .filter(|(_, cb)| cb.deadline != 0 && cb.deadline <= now)
+                .map(|(id, _)| *id)
+                .collect();
             for id in ids {
                 let cb = c.callbacks.remove(&id).expect("listed");
                 dec_inflight(&mut c.inflight, cb.callee);
@@ -1433,14 +1788,24 @@ impl Engine {
             if c.stops.is_empty() {
                 continue;
             }
-            let (old, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut c.stops).into_iter().partition(|(_, _, t)| now.saturating_sub(*t) >= STOP_TIMEOUT);
+            let (old, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut c.stops)
+                .into_iter()
+                .partition(|(_, _, t)| now.saturating_sub(*t) >= STOP_TIMEOUT);
             c.stops = keep;
             for (o, caller, _) in old {
                 expired.push((o, caller, *cid));
             }
         }
         for (o, caller, cid) in expired {
-            self.respond(&o, caller, Err(Reject::ic(206, format!("Stop canister request timed out for canister {cid}."))), 0);
+            self.respond(
+                &o,
+                caller,
+                Err(Reject::ic(
+                    206,
+                    format!("Stop canister request timed out for canister {cid}."),
+                )),
+                0,
+            );
         }
     }
 
@@ -1481,7 +1846,10 @@ impl Engine {
                 if c.status != Status::Running {
                     continue;
                 }
-                let liquid = c.cycles.saturating_sub(self.fees.freezing_limit(c.footprint(), c.settings.freezing_threshold));
+                let liquid = c.cycles.saturating_sub(
+                    self.fees
+                        .freezing_limit(c.footprint(), c.settings.freezing_threshold),
+                );
                 if liquid < self.fees.prepay(limit) {
                     continue;
                 }
@@ -1520,8 +1888,18 @@ impl Engine {
             deadline: 0,
             method: export.to_string(),
         };
-        self.canisters.get_mut(&cid).expect("exists").contexts.insert(ctx_id, cc);
-        let call = ExecCall::new(Kind::SystemTask, Entry::Export(export.into()), self.cfg.limits.max_instructions_per_message, mk, export);
+        self.canisters
+            .get_mut(&cid)
+            .expect("exists")
+            .contexts
+            .insert(ctx_id, cc);
+        let call = ExecCall::new(
+            Kind::SystemTask,
+            Entry::Export(export.into()),
+            self.cfg.limits.max_instructions_per_message,
+            mk,
+            export,
+        );
         let out = self.run_exec(cid, call);
         self.after_execution(cid, ctx_id, out);
     }
@@ -1529,13 +1907,21 @@ impl Engine {
     // -----------------------------------------------------------------------------------------------------------
     // Faults
 
-    fn match_fault(&mut self, sender: Principal, receiver: Principal, method: &str) -> Option<(u64, FaultAction)> {
+    fn match_fault(
+        &mut self,
+        sender: Principal,
+        receiver: Principal,
+        method: &str,
+    ) -> Option<(u64, FaultAction)> {
         for (id, f) in self.faults.iter_mut() {
             let target = match &f.rule.target {
                 FaultTarget::Canister(p) => *p == receiver,
                 FaultTarget::Management => receiver == MGMT,
             };
-            if !target || f.rule.caller.is_some_and(|c| c != sender) || f.rule.method.as_deref().is_some_and(|m| m != method) {
+            if !target
+                || f.rule.caller.is_some_and(|c| c != sender)
+                || f.rule.method.as_deref().is_some_and(|m| m != method)
+            {
                 continue;
             }
             f.matches += 1;
@@ -1551,10 +1937,18 @@ impl Engine {
     fn apply_fault(&mut self, fid: u64, action: FaultAction, mut req: Request) {
         match action {
             FaultAction::Reject { code, message } => {
-                self.respond(&req.origin, req.sender, Err(Reject::new(code, message)), req.cycles);
+                self.respond(
+                    &req.origin,
+                    req.sender,
+                    Err(Reject::new(code, message)),
+                    req.cycles,
+                );
             }
             FaultAction::Trap { message } => {
-                let t = HostTrap { code: 503, msg: message.clone() };
+                let t = HostTrap {
+                    code: 503,
+                    msg: message.clone(),
+                };
                 let time = self.round_time;
                 let cap = self.cfg.log_capacity_bytes;
                 if let Some(c) = self.canisters.get_mut(&req.receiver) {
@@ -1575,7 +1969,15 @@ impl Engine {
                 if req.deadline == 0 {
                     // Unbounded callers and ingress never see code 6 on the IC; the engine answers at once so that
                     // nothing waits forever.
-                    self.respond(&req.origin, req.sender, Err(Reject::ic(601, "Call deadline has expired (injected timeout).")), 0);
+                    self.respond(
+                        &req.origin,
+                        req.sender,
+                        Err(Reject::ic(
+                            601,
+                            "Call deadline has expired (injected timeout).",
+                        )),
+                        0,
+                    );
                 }
                 // Bounded-wait callers get SYS_UNKNOWN at their deadline (the request is lost).
             }
@@ -1585,7 +1987,12 @@ impl Engine {
     // -----------------------------------------------------------------------------------------------------------
     // Management canister
 
-    fn mgmt_query(&mut self, sender: Principal, method: &str, arg: &[u8]) -> Result<Vec<u8>, Reject> {
+    fn mgmt_query(
+        &mut self,
+        sender: Principal,
+        method: &str,
+        arg: &[u8],
+    ) -> Result<Vec<u8>, Reject> {
         match method {
             "fetch_canister_logs" => {
                 let a: CanisterIdRecord = decode_arg(arg)?;
@@ -1593,7 +2000,9 @@ impl Engine {
                 let allowed = match &c.settings.log_visibility {
                     LogVisibility::Public => true,
                     LogVisibility::Controllers => c.settings.controllers.contains(&sender),
-                    LogVisibility::AllowedViewers(v) => v.contains(&sender) || c.settings.controllers.contains(&sender),
+                    LogVisibility::AllowedViewers(v) => {
+                        v.contains(&sender) || c.settings.controllers.contains(&sender)
+                    }
                 };
                 if !allowed {
                     return Err(Reject::ic(
@@ -1612,17 +2021,26 @@ impl Engine {
                         total += l.content.len();
                         total <= cap
                     })
-                    .map(|l| CanisterLogRecord { idx: l.idx, timestamp_nanos: l.timestamp_nanos, content: ByteBuf::from(l.content.clone()) })
+                    .map(|l| CanisterLogRecord {
+                        idx: l.idx,
+                        timestamp_nanos: l.timestamp_nanos,
+                        content: ByteBuf::from(l.content.clone()),
+                    })
                     .collect();
                 recs.reverse();
-                Ok(enc(&FetchCanisterLogsResult { canister_log_records: recs }))
+                Ok(enc(&FetchCanisterLogsResult {
+                    canister_log_records: recs,
+                }))
             }
             "canister_status" => {
                 let a: CanisterIdRecord = decode_arg(arg)?;
                 self.canister_status(sender, a.canister_id)?;
                 Ok(enc(&self.status_wire(a.canister_id)))
             }
-            _ => Err(Reject::ic(536, format!("Management canister has no query method '{method}'"))),
+            _ => Err(Reject::ic(
+                536,
+                format!("Management canister has no query method '{method}'"),
+            )),
         }
     }
 
@@ -1649,7 +2067,9 @@ impl Engine {
                 status_visibility: LogVisibility::Controllers,
                 wasm_memory_limit: Nat::from(st.wasm_memory_limit),
                 wasm_memory_threshold: Nat::from(st.wasm_memory_threshold),
-                minimum_incoming_canister_call_cycles: Nat::from(st.minimum_incoming_canister_call_cycles),
+                minimum_incoming_canister_call_cycles: Nat::from(
+                    st.minimum_incoming_canister_call_cycles,
+                ),
                 environment_variables: st.environment_variables.clone(),
             },
             module_hash: s.module_hash.map(|h| ByteBuf::from(h.to_vec())),
@@ -1692,11 +2112,21 @@ impl Engine {
         let rej = |r: Reject| MgmtResult::Reject(r, cycles);
         let empty = |refund: u128| MgmtResult::Reply(candid_empty(), refund);
         if !from_canister && !INGRESS_MGMT_METHODS.contains(&req.method.as_str()) {
-            return rej(Reject::ic(406, format!("Only canisters can call ic00 method {}", req.method)));
+            return rej(Reject::ic(
+                406,
+                format!("Only canisters can call ic00 method {}", req.method),
+            ));
         }
-        let sender_version = if from_canister { self.canisters.get(&sender).map(|c| c.version) } else { None };
+        let sender_version = if from_canister {
+            self.canisters.get(&sender).map(|c| c.version)
+        } else {
+            None
+        };
         let origin = if from_canister {
-            ChangeOrigin::FromCanister(FromCanister { canister_id: sender, canister_version: sender_version })
+            ChangeOrigin::FromCanister(FromCanister {
+                canister_id: sender,
+                canister_version: sender_version,
+            })
         } else {
             ChangeOrigin::FromUser(FromUser { user_id: sender })
         };
@@ -1728,17 +2158,26 @@ impl Engine {
                         ),
                     ));
                 }
-                let settings = tryr!(self.settings_from(a.settings.unwrap_or_default(), sender, None));
+                let settings =
+                    tryr!(self.settings_from(a.settings.unwrap_or_default(), sender, None));
                 let id = self.new_canister(settings, cycles - fee, origin);
                 MgmtResult::Reply(enc(&CanisterIdResult { canister_id: id }), 0)
             }
             "provisional_create_canister_with_cycles" => {
                 let a = arg!(ProvisionalCreateArgs);
-                let amount = a.amount.as_ref().and_then(nat_u128).unwrap_or(DEFAULT_PROVISIONAL_CYCLES);
-                let settings = tryr!(self.settings_from(a.settings.unwrap_or_default(), sender, None));
+                let amount = a
+                    .amount
+                    .as_ref()
+                    .and_then(nat_u128)
+                    .unwrap_or(DEFAULT_PROVISIONAL_CYCLES);
+                let settings =
+                    tryr!(self.settings_from(a.settings.unwrap_or_default(), sender, None));
                 if let Some(id) = a.specified_id {
                     if self.canisters.contains_key(&id) {
-                        return rej(Reject::ic(205, format!("Canister {id} is already installed.")));
+                        return rej(Reject::ic(
+                            205,
+                            format!("Canister {id} is already installed."),
+                        ));
                     }
                 }
                 let id = match a.specified_id {
@@ -1754,13 +2193,19 @@ impl Engine {
                 let a = arg!(ProvisionalTopUpArgs);
                 tryr!(self.get(a.canister_id));
                 let n = nat_u128(&a.amount).unwrap_or(0);
-                self.canisters.get_mut(&a.canister_id).expect("exists").cycles += n;
+                self.canisters
+                    .get_mut(&a.canister_id)
+                    .expect("exists")
+                    .cycles += n;
                 empty(cycles)
             }
             "deposit_cycles" => {
                 let a = arg!(CanisterIdRecord);
                 tryr!(self.get(a.canister_id));
-                self.canisters.get_mut(&a.canister_id).expect("exists").cycles += cycles;
+                self.canisters
+                    .get_mut(&a.canister_id)
+                    .expect("exists")
+                    .cycles += cycles;
                 empty(0)
             }
             "raw_rand" => {
@@ -1793,13 +2238,27 @@ impl Engine {
                 c.settings = new;
                 c.version += 1;
                 if let Some(ctrl) = controllers_changed {
-                    add_history(c, time, origin, ChangeDetails::ControllersChange(ControllersChangeRecord { controllers: ctrl }));
+                    add_history(
+                        c,
+                        time,
+                        origin,
+                        ChangeDetails::ControllersChange(ControllersChangeRecord {
+                            controllers: ctrl,
+                        }),
+                    );
                 }
                 empty(cycles)
             }
             "install_code" => {
                 let a = arg!(InstallCodeArgs);
-                match self.do_install(sender, a.canister_id, a.mode, &a.wasm_module, a.arg.into_vec(), origin) {
+                match self.do_install(
+                    sender,
+                    a.canister_id,
+                    a.mode,
+                    &a.wasm_module,
+                    a.arg.into_vec(),
+                    origin,
+                ) {
                     Ok(()) => empty(cycles),
                     Err(e) => rej(e),
                 }
@@ -1836,7 +2295,14 @@ impl Engine {
                         ),
                     ));
                 }
-                match self.do_install(sender, a.target_canister, a.mode, &wasm, a.arg.into_vec(), origin) {
+                match self.do_install(
+                    sender,
+                    a.target_canister,
+                    a.mode,
+                    &wasm,
+                    a.arg.into_vec(),
+                    origin,
+                ) {
                     Ok(()) => empty(cycles),
                     Err(e) => rej(e),
                 }
@@ -1845,7 +2311,11 @@ impl Engine {
                 let a = arg!(UploadChunkArgs);
                 let c = tryr!(self.get(a.canister_id));
                 if sender != a.canister_id && !c.settings.controllers.contains(&sender) {
-                    return rej(not_controller(a.canister_id, &c.settings.controllers, sender));
+                    return rej(not_controller(
+                        a.canister_id,
+                        &c.settings.controllers,
+                        sender,
+                    ));
                 }
                 if a.chunk.len() > self.cfg.limits.max_chunk_bytes {
                     return rej(Reject::ic(
@@ -1864,20 +2334,43 @@ impl Engine {
                         "Error from Wasm chunk store: Wasm chunk store has already reached the maximum number of chunks.",
                     ));
                 }
-                self.canisters.get_mut(&a.canister_id).expect("exists").chunks.insert(h, a.chunk.into_vec());
-                MgmtResult::Reply(enc(&UploadChunkResult { hash: ByteBuf::from(h.to_vec()) }), cycles)
+                self.canisters
+                    .get_mut(&a.canister_id)
+                    .expect("exists")
+                    .chunks
+                    .insert(h, a.chunk.into_vec());
+                MgmtResult::Reply(
+                    enc(&UploadChunkResult {
+                        hash: ByteBuf::from(h.to_vec()),
+                    }),
+                    cycles,
+                )
             }
             "clear_chunk_store" | "stored_chunks" => {
                 let a = arg!(CanisterIdRecord);
                 let c = tryr!(self.get(a.canister_id));
                 if sender != a.canister_id && !c.settings.controllers.contains(&sender) {
-                    return rej(not_controller(a.canister_id, &c.settings.controllers, sender));
+                    return rej(not_controller(
+                        a.canister_id,
+                        &c.settings.controllers,
+                        sender,
+                    ));
                 }
                 if req.method == "stored_chunks" {
-                    let v: Vec<ChunkHash> = c.chunks.keys().map(|h| ChunkHash { hash: ByteBuf::from(h.to_vec()) }).collect();
+                    let v: Vec<ChunkHash> = c
+                        .chunks
+                        .keys()
+                        .map(|h| ChunkHash {
+                            hash: ByteBuf::from(h.to_vec()),
+                        })
+                        .collect();
                     return MgmtResult::Reply(enc(&v), cycles);
                 }
-                self.canisters.get_mut(&a.canister_id).expect("exists").chunks.clear();
+                self.canisters
+                    .get_mut(&a.canister_id)
+                    .expect("exists")
+                    .chunks
+                    .clear();
                 empty(cycles)
             }
             "uninstall_code" => {
@@ -1890,7 +2383,11 @@ impl Engine {
                 let a = arg!(CanisterIdRecord);
                 let c = tryr!(self.get(a.canister_id));
                 if sender != a.canister_id && !c.settings.controllers.contains(&sender) {
-                    return rej(not_controller(a.canister_id, &c.settings.controllers, sender));
+                    return rej(not_controller(
+                        a.canister_id,
+                        &c.settings.controllers,
+                        sender,
+                    ));
                 }
                 MgmtResult::Reply(enc(&self.status_wire(a.canister_id)), cycles)
             }
@@ -1911,7 +2408,10 @@ impl Engine {
                 let a = arg!(CanisterMetadataArgs);
                 let c = tryr!(self.get(a.canister_id));
                 let Some(i) = &c.inst else {
-                    return rej(Reject::ic(537, format!("Canister {} has no Wasm module", a.canister_id)));
+                    return rej(Reject::ic(
+                        537,
+                        format!("Canister {} has no Wasm module", a.canister_id),
+                    ));
                 };
                 match i.compiled.info.metadata.get(&a.name) {
                     Some((public, v)) if *public || c.settings.controllers.contains(&sender) => {
@@ -1955,7 +2455,15 @@ impl Engine {
                 }
                 let id = a.canister_id;
                 for (o, caller, _) in stops {
-                    self.respond(&o, caller, Err(Reject::ic(511, format!("Canister {id} has been restarted."))), 0);
+                    self.respond(
+                        &o,
+                        caller,
+                        Err(Reject::ic(
+                            511,
+                            format!("Canister {id} has been restarted."),
+                        )),
+                        0,
+                    );
                 }
                 empty(cycles)
             }
@@ -1963,20 +2471,40 @@ impl Engine {
                 let a = arg!(CanisterIdRecord);
                 tryr!(self.check_controller(a.canister_id, sender));
                 if a.canister_id == sender {
-                    return rej(Reject::ic(512, format!("Canister {} cannot delete itself.", a.canister_id)));
+                    return rej(Reject::ic(
+                        512,
+                        format!("Canister {} cannot delete itself.", a.canister_id),
+                    ));
                 }
                 if self.canisters[&a.canister_id].status != Status::Stopped {
-                    return rej(Reject::ic(510, format!("Canister {} must be stopped before it is deleted.", a.canister_id)));
+                    return rej(Reject::ic(
+                        510,
+                        format!(
+                            "Canister {} must be stopped before it is deleted.",
+                            a.canister_id
+                        ),
+                    ));
                 }
                 self.canisters.remove(&a.canister_id);
                 empty(cycles)
             }
-            other => rej(Reject::ic(536, format!("Management canister has no method '{other}'"))),
+            other => rej(Reject::ic(
+                536,
+                format!("Management canister has no method '{other}'"),
+            )),
         }
     }
 
-    fn settings_from(&self, w: WireSettings, sender: Principal, cur: Option<DefiniteSettings>) -> Result<DefiniteSettings, Reject> {
-        let mut s = cur.unwrap_or_else(|| DefiniteSettings { controllers: vec![sender], ..Default::default() });
+    fn settings_from(
+        &self,
+        w: WireSettings,
+        sender: Principal,
+        cur: Option<DefiniteSettings>,
+    ) -> Result<DefiniteSettings, Reject> {
+        let mut s = cur.unwrap_or_else(|| DefiniteSettings {
+            controllers: vec![sender],
+            ..Default::default()
+        });
         let bad = |m: String| Reject::ic(504, m);
         if let Some(c) = w.controllers {
             if c.len() > self.cfg.limits.max_controllers {
@@ -1988,11 +2516,15 @@ impl Engine {
             }
             s.controllers = c;
         }
-        let n64 = |n: &Nat, what: &str| nat_u64(n).ok_or_else(|| bad(format!("Invalid settings: {what} out of range")));
+        let n64 = |n: &Nat, what: &str| {
+            nat_u64(n).ok_or_else(|| bad(format!("Invalid settings: {what} out of range")))
+        };
         if let Some(v) = &w.compute_allocation {
             let v = n64(v, "compute_allocation")?;
             if v > 100 {
-                return Err(bad(format!("Invalid settings: compute_allocation {v} must be between 0 and 100.")));
+                return Err(bad(format!(
+                    "Invalid settings: compute_allocation {v} must be between 0 and 100."
+                )));
             }
             s.compute_allocation = v;
         }
@@ -2003,7 +2535,8 @@ impl Engine {
             s.freezing_threshold = n64(v, "freezing_threshold")?;
         }
         if let Some(v) = &w.reserved_cycles_limit {
-            s.reserved_cycles_limit = nat_u128(v).ok_or_else(|| bad("Invalid settings: reserved_cycles_limit".into()))?;
+            s.reserved_cycles_limit =
+                nat_u128(v).ok_or_else(|| bad("Invalid settings: reserved_cycles_limit".into()))?;
         }
         if let Some(v) = w.log_visibility {
             s.log_visibility = v;
@@ -2015,7 +2548,9 @@ impl Engine {
             s.wasm_memory_threshold = n64(v, "wasm_memory_threshold")?;
         }
         if let Some(v) = &w.minimum_incoming_canister_call_cycles {
-            s.minimum_incoming_canister_call_cycles = nat_u128(v).ok_or_else(|| bad("Invalid settings: minimum_incoming_canister_call_cycles".into()))?;
+            s.minimum_incoming_canister_call_cycles = nat_u128(v).ok_or_else(|| {
+                bad("Invalid settings: minimum_incoming_canister_call_cycles".into())
+            })?;
         }
         if let Some(v) = w.environment_variables {
             if v.len() > 20 || v.iter().any(|e| e.name.len() > 128 || e.value.len() > 128) {
@@ -2026,7 +2561,12 @@ impl Engine {
         Ok(s)
     }
 
-    fn new_canister(&mut self, settings: DefiniteSettings, cycles: u128, origin: ChangeOrigin) -> Principal {
+    fn new_canister(
+        &mut self,
+        settings: DefiniteSettings,
+        cycles: u128,
+        origin: ChangeOrigin,
+    ) -> Principal {
         let mut id = canister_id_at(self.next_canister);
         while self.canisters.contains_key(&id) {
             self.next_canister += 1;
@@ -2037,7 +2577,13 @@ impl Engine {
         id
     }
 
-    fn insert_canister(&mut self, id: Principal, settings: DefiniteSettings, cycles: u128, origin: ChangeOrigin) {
+    fn insert_canister(
+        &mut self,
+        id: Principal,
+        settings: DefiniteSettings,
+        cycles: u128,
+        origin: ChangeOrigin,
+    ) {
         let controllers = settings.controllers.clone();
         let mut c = Canister {
             id,
@@ -2066,7 +2612,10 @@ impl Engine {
             &mut c,
             self.round_time,
             origin,
-            ChangeDetails::Creation(CreationRecord { controllers, environment_variables_hash: None }),
+            ChangeDetails::Creation(CreationRecord {
+                controllers,
+                environment_variables_hash: None,
+            }),
         );
         self.canisters.insert(id, c);
     }
@@ -2093,13 +2642,23 @@ impl Engine {
             }
         }
         for (o, caller, refund) in responses {
-            self.respond(&o, caller, Err(Reject::ic(406, "Canister has been uninstalled.")), refund);
+            self.respond(
+                &o,
+                caller,
+                Err(Reject::ic(406, "Canister has been uninstalled.")),
+                refund,
+            );
         }
         self.check_stopped(cid);
     }
 
     fn new_ctx(&self, cid: Principal) -> Ctx {
-        Ctx::new(cid, self.fees.clone(), self.root_key.clone(), self.subnet_id.as_slice().to_vec())
+        Ctx::new(
+            cid,
+            self.fees.clone(),
+            self.root_key.clone(),
+            self.subnet_id.as_slice().to_vec(),
+        )
     }
 
     fn do_install(
@@ -2118,7 +2677,9 @@ impl Engine {
         let time = self.round_time;
         {
             let c = &self.canisters[&cid];
-            let freezing = self.fees.freezing_limit(c.footprint(), c.settings.freezing_threshold);
+            let freezing = self
+                .fees
+                .freezing_limit(c.footprint(), c.settings.freezing_threshold);
             let need = self.fees.prepay(limit);
             let liquid = c.cycles.saturating_sub(freezing);
             if liquid < need {
@@ -2146,12 +2707,23 @@ impl Engine {
                 _ => {}
             }
             if let WireInstallMode::Upgrade(flags) = &mode {
-                let keep = flags.as_ref().and_then(|f| f.wasm_memory_persistence.clone()) == Some(WasmMemoryPersistence::Keep);
-                let old_eop = c.inst.as_ref().is_some_and(|i| i.compiled.info.enhanced_orthogonal_persistence);
+                let keep = flags
+                    .as_ref()
+                    .and_then(|f| f.wasm_memory_persistence.clone())
+                    == Some(WasmMemoryPersistence::Keep);
+                let old_eop = c
+                    .inst
+                    .as_ref()
+                    .is_some_and(|i| i.compiled.info.enhanced_orthogonal_persistence);
                 if keep && !compiled.info.enhanced_orthogonal_persistence {
                     return Err(Reject::ic(504, "Invalid upgrade option: The `wasm_memory_persistence: opt Keep` upgrade option requires that the new canister module supports enhanced orthogonal persistence."));
                 }
-                if old_eop && flags.as_ref().and_then(|f| f.wasm_memory_persistence.clone()).is_none() {
+                if old_eop
+                    && flags
+                        .as_ref()
+                        .and_then(|f| f.wasm_memory_persistence.clone())
+                        .is_none()
+                {
                     return Err(Reject::ic(504, "Missing upgrade option: Enhanced orthogonal persistence requires the `wasm_memory_persistence` upgrade option."));
                 }
             }
@@ -2160,13 +2732,20 @@ impl Engine {
             WireInstallMode::Install | WireInstallMode::Reinstall => {
                 let reinstall = matches!(mode, WireInstallMode::Reinstall);
                 (
-                    if reinstall { CodeDeploymentMode::Reinstall } else { CodeDeploymentMode::Install },
+                    if reinstall {
+                        CodeDeploymentMode::Reinstall
+                    } else {
+                        CodeDeploymentMode::Install
+                    },
                     self.install_fresh(cid, sender, compiled, arg, reinstall),
                 )
             }
             WireInstallMode::Upgrade(flags) => {
                 let skip = flags.and_then(|f| f.skip_pre_upgrade).unwrap_or(false);
-                (CodeDeploymentMode::Upgrade, self.upgrade(cid, sender, compiled, arg, skip))
+                (
+                    CodeDeploymentMode::Upgrade,
+                    self.upgrade(cid, sender, compiled, arg, skip),
+                )
             }
         };
         res?;
@@ -2176,12 +2755,22 @@ impl Engine {
             c,
             time,
             origin,
-            ChangeDetails::CodeDeployment(CodeDeploymentRecord { mode: deploy_mode, module_hash: ByteBuf::from(hash.to_vec()) }),
+            ChangeDetails::CodeDeployment(CodeDeploymentRecord {
+                mode: deploy_mode,
+                module_hash: ByteBuf::from(hash.to_vec()),
+            }),
         );
         Ok(())
     }
 
-    fn install_fresh(&mut self, cid: Principal, sender: Principal, compiled: Arc<Compiled>, arg: Vec<u8>, reinstall: bool) -> Result<(), Reject> {
+    fn install_fresh(
+        &mut self,
+        cid: Principal,
+        sender: Principal,
+        compiled: Arc<Compiled>,
+        arg: Vec<u8>,
+        reinstall: bool,
+    ) -> Result<(), Reject> {
         let limit = self.cfg.limits.max_instructions_per_install;
         let ctx = self.new_ctx(cid);
         let (inst, _) = match CanisterInstance::new(&self.wt, compiled.clone(), ctx, limit) {
@@ -2189,14 +2778,26 @@ impl Engine {
             Err((t, _, _)) => return Err(trap_reject(cid, &t, limit)),
         };
         let c = self.canisters.get_mut(&cid).expect("exists");
-        let saved = (c.inst.replace(inst), c.timer, c.version, c.certified_data.clone(), c.next_log);
+        let saved = (
+            c.inst.replace(inst),
+            c.timer,
+            c.version,
+            c.certified_data.clone(),
+            c.next_log,
+        );
         c.timer = 0;
         c.version += 1;
         if reinstall {
             c.certified_data.clear();
         }
         if compiled.info.has_init {
-            let mut call = ExecCall::new(Kind::Init, Entry::Export("canister_init".into()), limit, ExecKind::Init, "canister_init");
+            let mut call = ExecCall::new(
+                Kind::Init,
+                Entry::Export("canister_init".into()),
+                limit,
+                ExecKind::Init,
+                "canister_init",
+            );
             call.caller = sender;
             call.arg = arg;
             let out = self.run_exec(cid, call);
@@ -2218,7 +2819,14 @@ impl Engine {
         Ok(())
     }
 
-    fn upgrade(&mut self, cid: Principal, sender: Principal, compiled: Arc<Compiled>, arg: Vec<u8>, skip_pre: bool) -> Result<(), Reject> {
+    fn upgrade(
+        &mut self,
+        cid: Principal,
+        sender: Principal,
+        compiled: Arc<Compiled>,
+        arg: Vec<u8>,
+        skip_pre: bool,
+    ) -> Result<(), Reject> {
         let limit = self.cfg.limits.max_instructions_per_install;
         // What a failed upgrade restores besides the old instance: timer and certified data as they were before
         // pre_upgrade.
@@ -2233,7 +2841,13 @@ impl Engine {
             old.compiled.info.has_pre_upgrade && !skip_pre
         };
         if has_pre {
-            let mut call = ExecCall::new(Kind::PreUpgrade, Entry::Export("canister_pre_upgrade".into()), limit, ExecKind::PreUpgrade, "canister_pre_upgrade");
+            let mut call = ExecCall::new(
+                Kind::PreUpgrade,
+                Entry::Export("canister_pre_upgrade".into()),
+                limit,
+                ExecKind::PreUpgrade,
+                "canister_pre_upgrade",
+            );
             call.caller = sender;
             call.keep = Keep::Leave;
             let out = self.run_exec(cid, call);
@@ -2260,7 +2874,13 @@ impl Engine {
         c.timer = 0;
         c.version += 1;
         if compiled.info.has_post_upgrade {
-            let mut call = ExecCall::new(Kind::PostUpgrade, Entry::Export("canister_post_upgrade".into()), limit, ExecKind::PostUpgrade, "canister_post_upgrade");
+            let mut call = ExecCall::new(
+                Kind::PostUpgrade,
+                Entry::Export("canister_post_upgrade".into()),
+                limit,
+                ExecKind::PostUpgrade,
+                "canister_post_upgrade",
+            );
             call.caller = sender;
             call.arg = arg;
             let out = self.run_exec(cid, call);
@@ -2284,15 +2904,22 @@ impl Engine {
 
 impl Outcome {
     fn trap(t: HostTrap) -> Outcome {
-        Outcome { result: Err(t), instructions: 0, response: None, calls: vec![], available_left: 0, accepted: false }
+        Outcome {
+            result: Err(t),
+            instructions: 0,
+            response: None,
+            calls: vec![],
+            available_left: 0,
+            accepted: false,
+        }
     }
 }
-
 
 /// One wasmtime engine and linker per process: compiled modules are shared by every `Engine` (the cache is
 /// keyed by the module's SHA-256, so this cannot change behaviour, only save compile time).
 fn shared_wasmtime() -> (wasmtime::Engine, wasmtime::Linker<Ctx>) {
-    static SHARED: std::sync::OnceLock<(wasmtime::Engine, wasmtime::Linker<Ctx>)> = std::sync::OnceLock::new();
+    static SHARED: std::sync::OnceLock<(wasmtime::Engine, wasmtime::Linker<Ctx>)> =
+        std::sync::OnceLock::new();
     SHARED
         .get_or_init(|| {
             let mut wc = wasmtime::Config::new();
@@ -2344,7 +2971,9 @@ fn disk_cache_load(wt: &wasmtime::Engine, key: &[u8; 32]) -> Option<wasmtime::Mo
 }
 
 fn disk_cache_store(wt: &wasmtime::Engine, key: &[u8; 32], m: &wasmtime::Module) {
-    let Some(path) = disk_cache_path(wt, key) else { return };
+    let Some(path) = disk_cache_path(wt, key) else {
+        return;
+    };
     let Ok(body) = m.serialize() else { return };
     let mut bytes = Sha256::digest(&body).to_vec();
     bytes.extend_from_slice(&body);
@@ -2378,9 +3007,17 @@ const INGRESS_MGMT_METHODS: &[&str] = &[
     "delete_canister",
 ];
 
-const KNOWN_MGMT_METHODS: &[&str] = &["create_canister", "raw_rand", "deposit_cycles", "canister_info", "canister_metadata"];
+const KNOWN_MGMT_METHODS: &[&str] = &[
+    "create_canister",
+    "raw_rand",
+    "deposit_cycles",
+    "canister_info",
+    "canister_metadata",
+];
 
-fn decode_arg<T: candid::CandidType + for<'de> serde::Deserialize<'de>>(arg: &[u8]) -> Result<T, Reject> {
+fn decode_arg<T: candid::CandidType + for<'de> serde::Deserialize<'de>>(
+    arg: &[u8],
+) -> Result<T, Reject> {
     candid::decode_one(arg).map_err(|e| Reject::ic(408, format!("Error decoding candid: {e}")))
 }
 
@@ -2424,7 +3061,11 @@ fn dec_inflight(m: &mut BTreeMap<Principal, u32>, callee: Principal) {
 
 fn push_log(c: &mut Canister, content: Vec<u8>, time: u64, cap: usize) {
     c.log_bytes += content.len();
-    c.logs.push_back(LogRecord { idx: c.next_log, timestamp_nanos: time, content });
+    c.logs.push_back(LogRecord {
+        idx: c.next_log,
+        timestamp_nanos: time,
+        content,
+    });
     c.next_log += 1;
     if cap > 0 {
         while c.log_bytes > cap && c.logs.len() > 1 {
@@ -2437,7 +3078,12 @@ fn push_log(c: &mut Canister, content: Vec<u8>, time: u64, cap: usize) {
 
 fn add_history(c: &mut Canister, time: u64, origin: ChangeOrigin, details: ChangeDetails) {
     c.total_changes += 1;
-    c.history.push(Change { timestamp_nanos: time, canister_version: c.version, origin, details });
+    c.history.push(Change {
+        timestamp_nanos: time,
+        canister_version: c.version,
+        origin,
+        details,
+    });
     if c.history.len() > 20 {
         c.history.remove(0);
     }
@@ -2453,7 +3099,9 @@ fn to_wire(s: &CanisterSettings) -> WireSettings {
         log_visibility: s.log_visibility.clone(),
         wasm_memory_limit: s.wasm_memory_limit.map(Nat::from),
         wasm_memory_threshold: s.wasm_memory_threshold.map(Nat::from),
-        minimum_incoming_canister_call_cycles: s.minimum_incoming_canister_call_cycles.map(Nat::from),
+        minimum_incoming_canister_call_cycles: s
+            .minimum_incoming_canister_call_cycles
+            .map(Nat::from),
         environment_variables: s.environment_variables.clone(),
     }
 }
@@ -2463,5 +3111,8 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn hex_bytes(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or(0)).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or(0))
+        .collect()
 }

@@ -113,7 +113,10 @@ impl std::fmt::Display for HostTrap {
 impl std::error::Error for HostTrap {}
 
 fn trap<T>(code: u32, msg: impl Into<String>) -> WResult<T> {
-    Err(wasmtime::Error::new(HostTrap { code, msg: msg.into() }))
+    Err(wasmtime::Error::new(HostTrap {
+        code,
+        msg: msg.into(),
+    }))
 }
 
 fn violation<T>(msg: impl Into<String>) -> WResult<T> {
@@ -251,7 +254,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(self_id: Principal, fees: Arc<Fees>, root_key: Arc<Vec<u8>>, subnet_id: Vec<u8>) -> Ctx {
+    pub fn new(
+        self_id: Principal,
+        fees: Arc<Fees>,
+        root_key: Arc<Vec<u8>>,
+        subnet_id: Vec<u8>,
+    ) -> Ctx {
         Ctx {
             kind: Kind::Start,
             mem: None,
@@ -325,7 +333,10 @@ impl Ctx {
 
     fn check(&self, name: &str, allowed: u32) -> WResult<()> {
         if self.kind.bit() & allowed == 0 {
-            return violation(format!("\"ic0_{name}\" cannot be executed in {} mode", self.kind.mode_name()));
+            return violation(format!(
+                "\"ic0_{name}\" cannot be executed in {} mode",
+                self.kind.mode_name()
+            ));
         }
         Ok(())
     }
@@ -336,7 +347,12 @@ impl Ctx {
 }
 
 impl wasmtime::ResourceLimiter for Ctx {
-    fn memory_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> WResult<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> WResult<bool> {
         if maximum.is_some_and(|m| desired > m) || desired as u64 > 4 << 30 {
             return Ok(false);
         }
@@ -346,7 +362,12 @@ impl wasmtime::ResourceLimiter for Ctx {
         }
         Ok(true)
     }
-    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> WResult<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> WResult<bool> {
         Ok(maximum.is_none_or(|m| desired <= m))
     }
 }
@@ -380,7 +401,10 @@ fn write_mem(c: &mut Caller<'_, Ctx>, dst: u32, bytes: &[u8]) -> WResult<()> {
             data[d..end].copy_from_slice(bytes);
             Ok(())
         }
-        _ => trap(502, format!("heap out of bounds: writing {} bytes at {d}", bytes.len())),
+        _ => trap(
+            502,
+            format!("heap out of bounds: writing {} bytes at {d}", bytes.len()),
+        ),
     }
 }
 
@@ -398,10 +422,16 @@ fn copy_out(
     let src = f(ctx);
     let (d, o, n) = (dst as usize, off as usize, size as usize);
     if o.checked_add(n).is_none_or(|e| e > src.len()) {
-        return violation(format!("ic0.{name} src={o} size={n} out of bounds: the blob has {} bytes", src.len()));
+        return violation(format!(
+            "ic0.{name} src={o} size={n} out of bounds: the blob has {} bytes",
+            src.len()
+        ));
     }
     if d.checked_add(n).is_none_or(|e| e > data.len()) {
-        return violation(format!("ic0.{name} dst={d} size={n} out of bounds of the heap ({} bytes)", data.len()));
+        return violation(format!(
+            "ic0.{name} dst={d} size={n} out of bounds of the heap ({} bytes)",
+            data.len()
+        ));
     }
     data[d..d + n].copy_from_slice(&src[o..o + n]);
     Ok(())
@@ -419,7 +449,14 @@ fn principal_of(bytes: &[u8]) -> Option<Principal> {
     Principal::try_from_slice(bytes).ok()
 }
 
-fn cost_key(c: &mut Caller<'_, Ctx>, src: u32, size: u32, curve: u32, max_curve: u32, dst: u32) -> WResult<i32> {
+fn cost_key(
+    c: &mut Caller<'_, Ctx>,
+    src: u32,
+    size: u32,
+    curve: u32,
+    max_curve: u32,
+    dst: u32,
+) -> WResult<i32> {
     let name = read_mem(c, src, size)?;
     if curve > max_curve {
         return Ok(1);
@@ -446,50 +483,120 @@ pub fn link(linker: &mut Linker<Ctx>) -> WResult<()> {
     const CALLER_INFO: u32 = U | RQ | NRQ | CQ | RY | RT | CRY | CRT | C | F;
     let l = linker;
 
-    l.func_wrap("ic0", "msg_arg_data_size", |c: Caller<'_, Ctx>| -> WResult<i32> {
-        c.data().check("msg_arg_data_size", ARG)?;
-        Ok(c.data().arg.len() as i32)
-    })?;
-    l.func_wrap("ic0", "msg_arg_data_copy", |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
-        c.data().check("msg_arg_data_copy", ARG)?;
-        copy_out(&mut c, "msg_arg_data_copy", dst as u32, off as u32, size as u32, |x| &x.arg)
-    })?;
-    l.func_wrap("ic0", "msg_caller_size", |c: Caller<'_, Ctx>| -> WResult<i32> {
-        c.data().check("msg_caller_size", ALL)?;
-        Ok(c.data().caller.len() as i32)
-    })?;
-    l.func_wrap("ic0", "msg_caller_copy", |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
-        c.data().check("msg_caller_copy", ALL)?;
-        copy_out(&mut c, "msg_caller_copy", dst as u32, off as u32, size as u32, |x| &x.caller)
-    })?;
-    for (size_name, copy_name) in
-        [("msg_caller_info_data_size", "msg_caller_info_data_copy"), ("msg_caller_info_signer_size", "msg_caller_info_signer_copy")]
-    {
-        l.func_wrap("ic0", size_name, move |c: Caller<'_, Ctx>| -> WResult<i32> {
-            c.data().check(size_name, CALLER_INFO)?;
-            Ok(0)
-        })?;
-        l.func_wrap("ic0", copy_name, move |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
-            c.data().check(copy_name, CALLER_INFO)?;
-            copy_out(&mut c, copy_name, dst as u32, off as u32, size as u32, |_| &[])
-        })?;
+    l.func_wrap(
+        "ic0",
+        "msg_arg_data_size",
+        |c: Caller<'_, Ctx>| -> WResult<i32> {
+            c.data().check("msg_arg_data_size", ARG)?;
+            Ok(c.data().arg.len() as i32)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "msg_arg_data_copy",
+        |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
+            c.data().check("msg_arg_data_copy", ARG)?;
+            copy_out(
+                &mut c,
+                "msg_arg_data_copy",
+                dst as u32,
+                off as u32,
+                size as u32,
+                |x| &x.arg,
+            )
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "msg_caller_size",
+        |c: Caller<'_, Ctx>| -> WResult<i32> {
+            c.data().check("msg_caller_size", ALL)?;
+            Ok(c.data().caller.len() as i32)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "msg_caller_copy",
+        |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
+            c.data().check("msg_caller_copy", ALL)?;
+            copy_out(
+                &mut c,
+                "msg_caller_copy",
+                dst as u32,
+                off as u32,
+                size as u32,
+                |x| &x.caller,
+            )
+        },
+    )?;
+    for (size_name, copy_name) in [
+        ("msg_caller_info_data_size", "msg_caller_info_data_copy"),
+        ("msg_caller_info_signer_size", "msg_caller_info_signer_copy"),
+    ] {
+        l.func_wrap(
+            "ic0",
+            size_name,
+            move |c: Caller<'_, Ctx>| -> WResult<i32> {
+                c.data().check(size_name, CALLER_INFO)?;
+                Ok(0)
+            },
+        )?;
+        l.func_wrap(
+            "ic0",
+            copy_name,
+            move |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
+                c.data().check(copy_name, CALLER_INFO)?;
+                copy_out(
+                    &mut c,
+                    copy_name,
+                    dst as u32,
+                    off as u32,
+                    size as u32,
+                    |_| &[],
+                )
+            },
+        )?;
     }
-    l.func_wrap("ic0", "msg_reject_code", |c: Caller<'_, Ctx>| -> WResult<i32> {
-        c.data().check("msg_reject_code", RY | RT | CRY | CRT | C)?;
-        Ok(c.data().reject_code as i32)
-    })?;
-    l.func_wrap("ic0", "msg_reject_msg_size", |c: Caller<'_, Ctx>| -> WResult<i32> {
-        c.data().check("msg_reject_msg_size", RT | CRT)?;
-        Ok(c.data().reject_msg.len() as i32)
-    })?;
-    l.func_wrap("ic0", "msg_reject_msg_copy", |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
-        c.data().check("msg_reject_msg_copy", RT | CRT)?;
-        copy_out(&mut c, "msg_reject_msg_copy", dst as u32, off as u32, size as u32, |x| x.reject_msg.as_bytes())
-    })?;
-    l.func_wrap("ic0", "msg_deadline", |c: Caller<'_, Ctx>| -> WResult<i64> {
-        c.data().check("msg_deadline", U | RQ | NRQ | CQ | RY | RT | CRY | CRT)?;
-        Ok(c.data().deadline as i64)
-    })?;
+    l.func_wrap(
+        "ic0",
+        "msg_reject_code",
+        |c: Caller<'_, Ctx>| -> WResult<i32> {
+            c.data().check("msg_reject_code", RY | RT | CRY | CRT | C)?;
+            Ok(c.data().reject_code as i32)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "msg_reject_msg_size",
+        |c: Caller<'_, Ctx>| -> WResult<i32> {
+            c.data().check("msg_reject_msg_size", RT | CRT)?;
+            Ok(c.data().reject_msg.len() as i32)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "msg_reject_msg_copy",
+        |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
+            c.data().check("msg_reject_msg_copy", RT | CRT)?;
+            copy_out(
+                &mut c,
+                "msg_reject_msg_copy",
+                dst as u32,
+                off as u32,
+                size as u32,
+                |x| x.reject_msg.as_bytes(),
+            )
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "msg_deadline",
+        |c: Caller<'_, Ctx>| -> WResult<i64> {
+            c.data()
+                .check("msg_deadline", U | RQ | NRQ | CQ | RY | RT | CRY | CRT)?;
+            Ok(c.data().deadline as i64)
+        },
+    )?;
     l.func_wrap("ic0", "msg_reply_data_append", |mut c: Caller<'_, Ctx>, src: i32, size: i32| {
         c.data().check("msg_reply_data_append", RESP)?;
         if !c.data().can_respond {
@@ -516,93 +623,180 @@ pub fn link(linker: &mut Linker<Ctx>) -> WResult<()> {
         d.response = Some(Ok(std::mem::take(&mut d.reply_buf)));
         Ok(())
     })?;
-    l.func_wrap("ic0", "msg_reject", |mut c: Caller<'_, Ctx>, src: i32, size: i32| {
-        c.data().check("msg_reject", RESP)?;
-        if !c.data().can_respond {
-            return violation("ic0.msg_reject: the call is already replied");
-        }
-        let b = read_mem(&mut c, src as u32, size as u32)?;
-        let Ok(s) = String::from_utf8(b) else {
-            return violation("ic0.msg_reject: invalid UTF-8 string provided");
-        };
-        let d = c.data_mut();
-        d.can_respond = false;
-        d.reply_buf.clear();
-        d.response = Some(Err(s));
-        Ok(())
-    })?;
-    l.func_wrap("ic0", "msg_cycles_available128", |mut c: Caller<'_, Ctx>, dst: i32| {
-        c.data().check("msg_cycles_available128", U | RQ | RY | RT)?;
-        let v = c.data().cycles_available;
-        write_u128(&mut c, dst as u32, v)
-    })?;
-    l.func_wrap("ic0", "msg_cycles_refunded128", |mut c: Caller<'_, Ctx>, dst: i32| {
-        c.data().check("msg_cycles_refunded128", RY | RT)?;
-        let v = c.data().refunded;
-        write_u128(&mut c, dst as u32, v)
-    })?;
-    l.func_wrap("ic0", "msg_cycles_accept128", |mut c: Caller<'_, Ctx>, hi: i64, lo: i64, dst: i32| {
-        c.data().check("msg_cycles_accept128", U | RQ | RY | RT)?;
-        let d = c.data_mut();
-        let amount = u128_of(hi, lo).min(d.cycles_available);
-        d.cycles_available -= amount;
-        d.cycles_accepted += amount;
-        d.balance += amount;
-        write_u128(&mut c, dst as u32, amount)
-    })?;
-    l.func_wrap("ic0", "cycles_burn128", |mut c: Caller<'_, Ctx>, hi: i64, lo: i64, dst: i32| {
-        c.data().check("cycles_burn128", I | G | U | RQ | RY | RT | C | T)?;
-        let d = c.data_mut();
-        let amount = u128_of(hi, lo).min(d.liquid());
-        d.balance -= amount;
-        write_u128(&mut c, dst as u32, amount)
-    })?;
-    l.func_wrap("ic0", "canister_self_size", |c: Caller<'_, Ctx>| -> WResult<i32> {
-        c.data().check("canister_self_size", ALL)?;
-        Ok(c.data().self_id.len() as i32)
-    })?;
-    l.func_wrap("ic0", "canister_self_copy", |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
-        c.data().check("canister_self_copy", ALL)?;
-        copy_out(&mut c, "canister_self_copy", dst as u32, off as u32, size as u32, |x| &x.self_id)
-    })?;
-    l.func_wrap("ic0", "canister_cycle_balance128", |mut c: Caller<'_, Ctx>, dst: i32| {
-        c.data().check("canister_cycle_balance128", ALL)?;
-        let v = c.data().balance;
-        write_u128(&mut c, dst as u32, v)
-    })?;
-    l.func_wrap("ic0", "canister_liquid_cycle_balance128", |mut c: Caller<'_, Ctx>, dst: i32| {
-        c.data().check("canister_liquid_cycle_balance128", ALL)?;
-        let v = c.data().liquid();
-        write_u128(&mut c, dst as u32, v)
-    })?;
-    l.func_wrap("ic0", "canister_status", |c: Caller<'_, Ctx>| -> WResult<i32> {
-        c.data().check("canister_status", ALL)?;
-        Ok(c.data().status as i32)
-    })?;
-    l.func_wrap("ic0", "canister_version", |c: Caller<'_, Ctx>| -> WResult<i64> {
-        c.data().check("canister_version", ALL)?;
-        Ok(c.data().version as i64)
-    })?;
-    l.func_wrap("ic0", "subnet_self_size", |c: Caller<'_, Ctx>| -> WResult<i32> {
-        c.data().check("subnet_self_size", ALL)?;
-        Ok(c.data().subnet_id.len() as i32)
-    })?;
-    l.func_wrap("ic0", "subnet_self_copy", |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
-        c.data().check("subnet_self_copy", ALL)?;
-        copy_out(&mut c, "subnet_self_copy", dst as u32, off as u32, size as u32, |x| &x.subnet_id)
-    })?;
-    l.func_wrap("ic0", "subnet_self_node_count", |c: Caller<'_, Ctx>| -> WResult<i32> {
-        c.data().check("subnet_self_node_count", ALL)?;
-        Ok(c.data().fees.subnet_size as i32)
-    })?;
-    l.func_wrap("ic0", "msg_method_name_size", |c: Caller<'_, Ctx>| -> WResult<i32> {
-        c.data().check("msg_method_name_size", F)?;
-        Ok(c.data().method_name.len() as i32)
-    })?;
-    l.func_wrap("ic0", "msg_method_name_copy", |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
-        c.data().check("msg_method_name_copy", F)?;
-        copy_out(&mut c, "msg_method_name_copy", dst as u32, off as u32, size as u32, |x| x.method_name.as_bytes())
-    })?;
+    l.func_wrap(
+        "ic0",
+        "msg_reject",
+        |mut c: Caller<'_, Ctx>, src: i32, size: i32| {
+            c.data().check("msg_reject", RESP)?;
+            if !c.data().can_respond {
+                return violation("ic0.msg_reject: the call is already replied");
+            }
+            let b = read_mem(&mut c, src as u32, size as u32)?;
+            let Ok(s) = String::from_utf8(b) else {
+                return violation("ic0.msg_reject: invalid UTF-8 string provided");
+            };
+            let d = c.data_mut();
+            d.can_respond = false;
+            d.reply_buf.clear();
+            d.response = Some(Err(s));
+            Ok(())
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "msg_cycles_available128",
+        |mut c: Caller<'_, Ctx>, dst: i32| {
+            c.data()
+                .check("msg_cycles_available128", U | RQ | RY | RT)?;
+            let v = c.data().cycles_available;
+            write_u128(&mut c, dst as u32, v)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "msg_cycles_refunded128",
+        |mut c: Caller<'_, Ctx>, dst: i32| {
+            c.data().check("msg_cycles_refunded128", RY | RT)?;
+            let v = c.data().refunded;
+            write_u128(&mut c, dst as u32, v)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "msg_cycles_accept128",
+        |mut c: Caller<'_, Ctx>, hi: i64, lo: i64, dst: i32| {
+            c.data().check("msg_cycles_accept128", U | RQ | RY | RT)?;
+            let d = c.data_mut();
+            let amount = u128_of(hi, lo).min(d.cycles_available);
+            d.cycles_available -= amount;
+            d.cycles_accepted += amount;
+            d.balance += amount;
+            write_u128(&mut c, dst as u32, amount)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "cycles_burn128",
+        |mut c: Caller<'_, Ctx>, hi: i64, lo: i64, dst: i32| {
+            c.data()
+                .check("cycles_burn128", I | G | U | RQ | RY | RT | C | T)?;
+            let d = c.data_mut();
+            let amount = u128_of(hi, lo).min(d.liquid());
+            d.balance -= amount;
+            write_u128(&mut c, dst as u32, amount)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "canister_self_size",
+        |c: Caller<'_, Ctx>| -> WResult<i32> {
+            c.data().check("canister_self_size", ALL)?;
+            Ok(c.data().self_id.len() as i32)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "canister_self_copy",
+        |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
+            c.data().check("canister_self_copy", ALL)?;
+            copy_out(
+                &mut c,
+                "canister_self_copy",
+                dst as u32,
+                off as u32,
+                size as u32,
+                |x| &x.self_id,
+            )
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "canister_cycle_balance128",
+        |mut c: Caller<'_, Ctx>, dst: i32| {
+            c.data().check("canister_cycle_balance128", ALL)?;
+            let v = c.data().balance;
+            write_u128(&mut c, dst as u32, v)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "canister_liquid_cycle_balance128",
+        |mut c: Caller<'_, Ctx>, dst: i32| {
+            c.data().check("canister_liquid_cycle_balance128", ALL)?;
+            let v = c.data().liquid();
+            write_u128(&mut c, dst as u32, v)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "canister_status",
+        |c: Caller<'_, Ctx>| -> WResult<i32> {
+            c.data().check("canister_status", ALL)?;
+            Ok(c.data().status as i32)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "canister_version",
+        |c: Caller<'_, Ctx>| -> WResult<i64> {
+            c.data().check("canister_version", ALL)?;
+            Ok(c.data().version as i64)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "subnet_self_size",
+        |c: Caller<'_, Ctx>| -> WResult<i32> {
+            c.data().check("subnet_self_size", ALL)?;
+            Ok(c.data().subnet_id.len() as i32)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "subnet_self_copy",
+        |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
+            c.data().check("subnet_self_copy", ALL)?;
+            copy_out(
+                &mut c,
+                "subnet_self_copy",
+                dst as u32,
+                off as u32,
+                size as u32,
+                |x| &x.subnet_id,
+            )
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "subnet_self_node_count",
+        |c: Caller<'_, Ctx>| -> WResult<i32> {
+            c.data().check("subnet_self_node_count", ALL)?;
+            Ok(c.data().fees.subnet_size as i32)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "msg_method_name_size",
+        |c: Caller<'_, Ctx>| -> WResult<i32> {
+            c.data().check("msg_method_name_size", F)?;
+            Ok(c.data().method_name.len() as i32)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "msg_method_name_copy",
+        |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
+            c.data().check("msg_method_name_copy", F)?;
+            copy_out(
+                &mut c,
+                "msg_method_name_copy",
+                dst as u32,
+                off as u32,
+                size as u32,
+                |x| x.method_name.as_bytes(),
+            )
+        },
+    )?;
     l.func_wrap("ic0", "accept_message", |mut c: Caller<'_, Ctx>| {
         c.data().check("accept_message", F)?;
         if c.data().accepted {
@@ -614,10 +808,21 @@ pub fn link(linker: &mut Linker<Ctx>) -> WResult<()> {
     l.func_wrap(
         "ic0",
         "call_new",
-        |mut c: Caller<'_, Ctx>, csrc: i32, csize: i32, nsrc: i32, nsize: i32, rf: i32, re: i32, jf: i32, je: i32| {
+        |mut c: Caller<'_, Ctx>,
+         csrc: i32,
+         csize: i32,
+         nsrc: i32,
+         nsize: i32,
+         rf: i32,
+         re: i32,
+         jf: i32,
+         je: i32| {
             c.data().check("call_new", CALLS)?;
             if nsize as u32 > 20_000 {
-                return violation(format!("ic0.call_new: method name length {} exceeds the maximum of 20000", nsize as u32));
+                return violation(format!(
+                    "ic0.call_new: method name length {} exceeds the maximum of 20000",
+                    nsize as u32
+                ));
             }
             let callee = read_mem(&mut c, csrc as u32, csize as u32)?;
             let name = read_mem(&mut c, nsrc as u32, nsize as u32)?;
@@ -646,123 +851,211 @@ pub fn link(linker: &mut Linker<Ctx>) -> WResult<()> {
             Ok(())
         },
     )?;
-    l.func_wrap("ic0", "call_on_cleanup", |mut c: Caller<'_, Ctx>, f: i32, e: i32| {
-        c.data().check("call_on_cleanup", CALLS)?;
-        let Some(p) = c.data_mut().pending.as_mut() else {
-            return violation("ic0.call_on_cleanup: no call is in progress");
-        };
-        if p.cleanup.is_some() {
-            return violation("ic0.call_on_cleanup: the cleanup closure has already been set");
-        }
-        p.cleanup = Some((f as u32, e as u32));
-        Ok(())
-    })?;
-    l.func_wrap("ic0", "call_data_append", |mut c: Caller<'_, Ctx>, src: i32, size: i32| {
-        c.data().check("call_data_append", CALLS)?;
-        if c.data().pending.is_none() {
-            return violation("ic0.call_data_append: no call is in progress");
-        }
-        let b = read_mem(&mut c, src as u32, size as u32)?;
-        if let Some(p) = c.data_mut().pending.as_mut() {
-            p.arg.extend_from_slice(&b);
-        }
-        Ok(())
-    })?;
-    l.func_wrap("ic0", "call_with_best_effort_response", |mut c: Caller<'_, Ctx>, t: i32| {
-        c.data().check("call_with_best_effort_response", CALLS)?;
-        let Some(p) = c.data_mut().pending.as_mut() else {
-            return violation("ic0.call_with_best_effort_response: no call is in progress");
-        };
-        if p.timeout.is_some() {
-            return violation("ic0.call_with_best_effort_response: timeout already set");
-        }
-        p.timeout = Some((t as u32).min(300));
-        Ok(())
-    })?;
-    l.func_wrap("ic0", "call_cycles_add128", |mut c: Caller<'_, Ctx>, hi: i64, lo: i64| {
-        c.data().check("call_cycles_add128", U | RY | RT | T)?;
-        add_call_cycles(&mut c, u128_of(hi, lo), "call_cycles_add128")
-    })?;
-    l.func_wrap("ic0", "call_cycles_add", |mut c: Caller<'_, Ctx>, amount: i64| {
-        c.data().check("call_cycles_add", U | RY | RT | T)?;
-        add_call_cycles(&mut c, amount as u64 as u128, "call_cycles_add")
-    })?;
-    l.func_wrap("ic0", "call_perform", |mut c: Caller<'_, Ctx>| -> WResult<i32> {
-        c.data().check("call_perform", CALLS)?;
-        let d = c.data_mut();
-        let Some(mut p) = d.pending.take() else {
-            return violation("ic0.call_perform: no call is in progress");
-        };
-        let queued = d.inflight.get(&p.callee).copied().unwrap_or(0) as usize
-            + d.calls.iter().filter(|c| c.callee == p.callee).count();
-        if p.arg.len() > d.max_payload || queued >= d.max_inflight as usize {
-            d.balance += p.cycles;
-            return Ok(2);
-        }
-        let fee = d.fees.cost_call(p.method.len() as u64, p.arg.len() as u64);
-        if d.balance < fee || d.balance - fee < d.freezing_limit {
-            d.balance += p.cycles;
-            return Ok(2);
-        }
-        d.balance -= fee;
-        p.prepaid = fee;
-        if let Some(t) = p.timeout {
-            p.deadline = d.time + t as u64 * 1_000_000_000;
-        }
-        d.calls.push(p);
-        Ok(0)
-    })?;
-    l.func_wrap("ic0", "stable64_size", |c: Caller<'_, Ctx>| -> WResult<i64> {
-        c.data().check("stable64_size", ALL_S)?;
-        Ok(c.data().stable.size_pages() as i64)
-    })?;
-    l.func_wrap("ic0", "stable64_grow", |mut c: Caller<'_, Ctx>, n: i64| -> WResult<i64> {
-        c.data().check("stable64_grow", ALL_S)?;
-        let d = c.data_mut();
-        let max = d.max_stable_bytes;
-        Ok(d.stable.grow(n as u64, max).map(|o| o as i64).unwrap_or(-1))
-    })?;
-    l.func_wrap("ic0", "stable64_write", |mut c: Caller<'_, Ctx>, off: i64, src: i64, size: i64| {
-        c.data().check("stable64_write", ALL_S)?;
-        stable_write(&mut c, off as u64, src as u64, size as u64)
-    })?;
-    l.func_wrap("ic0", "stable64_read", |mut c: Caller<'_, Ctx>, dst: i64, off: i64, size: i64| {
-        c.data().check("stable64_read", ALL_S)?;
-        stable_read(&mut c, dst as u64, off as u64, size as u64)
-    })?;
+    l.func_wrap(
+        "ic0",
+        "call_on_cleanup",
+        |mut c: Caller<'_, Ctx>, f: i32, e: i32| {
+            c.data().check("call_on_cleanup", CALLS)?;
+            let Some(p) = c.data_mut().pending.as_mut() else {
+                return violation("ic0.call_on_cleanup: no call is in progress");
+            };
+            if p.cleanup.is_some() {
+                return violation("ic0.call_on_cleanup: the cleanup closure has already been set");
+            }
+            p.cleanup = Some((f as u32, e as u32));
+            Ok(())
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "call_data_append",
+        |mut c: Caller<'_, Ctx>, src: i32, size: i32| {
+            c.data().check("call_data_append", CALLS)?;
+            if c.data().pending.is_none() {
+                return violation("ic0.call_data_append: no call is in progress");
+            }
+            let b = read_mem(&mut c, src as u32, size as u32)?;
+            if let Some(p) = c.data_mut().pending.as_mut() {
+                p.arg.extend_from_slice(&b);
+            }
+            Ok(())
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "call_with_best_effort_response",
+        |mut c: Caller<'_, Ctx>, t: i32| {
+            c.data().check("call_with_best_effort_response", CALLS)?;
+            let Some(p) = c.data_mut().pending.as_mut() else {
+                return violation("ic0.call_with_best_effort_response: no call is in progress");
+            };
+            if p.timeout.is_some() {
+                return violation("ic0.call_with_best_effort_response: timeout already set");
+            }
+            p.timeout = Some((t as u32).min(300));
+            Ok(())
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "call_cycles_add128",
+        |mut c: Caller<'_, Ctx>, hi: i64, lo: i64| {
+            c.data().check("call_cycles_add128", U | RY | RT | T)?;
+            add_call_cycles(&mut c, u128_of(hi, lo), "call_cycles_add128")
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "call_cycles_add",
+        |mut c: Caller<'_, Ctx>, amount: i64| {
+            c.data().check("call_cycles_add", U | RY | RT | T)?;
+            add_call_cycles(&mut c, amount as u64 as u128, "call_cycles_add")
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "call_perform",
+        |mut c: Caller<'_, Ctx>| -> WResult<i32> {
+            c.data().check("call_perform", CALLS)?;
+            let d = c.data_mut();
+            let Some(mut p) = d.pending.take() else {
+                return violation("ic0.call_perform: no call is in progress");
+            };
+            let queued = d.inflight.get(&p.callee).copied().unwrap_or(0) as usize
+                + d.calls.iter().filter(|c| c.callee == p.callee).count();
+            if p.arg.len() > d.max_payload || queued >= d.max_inflight as usize {
+                d.balance += p.cycles;
+                return Ok(2);
+            }
+            let fee = d.fees.cost_call(p.method.len() as u64, p.arg.len() as u64);
+            if d.balance < fee || d.balance - fee < d.freezing_limit {
+                d.balance += p.cycles;
+                return Ok(2);
+            }
+            d.balance -= fee;
+            p.prepaid = fee;
+            if let Some(t) = p.timeout {
+                p.deadline = d.time + t as u64 * 1_000_000_000;
+            }
+            d.calls.push(p);
+            Ok(0)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "stable64_size",
+        |c: Caller<'_, Ctx>| -> WResult<i64> {
+            c.data().check("stable64_size", ALL_S)?;
+            Ok(c.data().stable.size_pages() as i64)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "stable64_grow",
+        |mut c: Caller<'_, Ctx>, n: i64| -> WResult<i64> {
+            c.data().check("stable64_grow", ALL_S)?;
+            let d = c.data_mut();
+            let max = d.max_stable_bytes;
+            Ok(d.stable.grow(n as u64, max).map(|o| o as i64).unwrap_or(-1))
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "stable64_write",
+        |mut c: Caller<'_, Ctx>, off: i64, src: i64, size: i64| {
+            c.data().check("stable64_write", ALL_S)?;
+            stable_write(&mut c, off as u64, src as u64, size as u64)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "stable64_read",
+        |mut c: Caller<'_, Ctx>, dst: i64, off: i64, size: i64| {
+            c.data().check("stable64_read", ALL_S)?;
+            stable_read(&mut c, dst as u64, off as u64, size as u64)
+        },
+    )?;
     l.func_wrap("ic0", "stable_size", |c: Caller<'_, Ctx>| -> WResult<i32> {
         c.data().check("stable_size", ALL_S)?;
         let p = c.data().stable.size_pages();
         if p > 65_536 {
-            return trap(502, "32 bit stable memory api used on a memory larger than 4GB");
+            return trap(
+                502,
+                "32 bit stable memory api used on a memory larger than 4GB",
+            );
         }
         Ok(p as i32)
     })?;
-    l.func_wrap("ic0", "stable_grow", |mut c: Caller<'_, Ctx>, n: i32| -> WResult<i32> {
-        c.data().check("stable_grow", ALL_S)?;
-        let d = c.data_mut();
-        let max = d.max_stable_bytes.min(4 << 30);
-        if d.stable.size_pages() > 65_536 {
-            return trap(502, "32 bit stable memory api used on a memory larger than 4GB");
-        }
-        Ok(d.stable.grow(n as u32 as u64, max).map(|o| o as i32).unwrap_or(-1))
-    })?;
-    l.func_wrap("ic0", "stable_write", |mut c: Caller<'_, Ctx>, off: i32, src: i32, size: i32| {
-        c.data().check("stable_write", ALL_S)?;
-        stable_write(&mut c, off as u32 as u64, src as u32 as u64, size as u32 as u64)
-    })?;
-    l.func_wrap("ic0", "stable_read", |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
-        c.data().check("stable_read", ALL_S)?;
-        stable_read(&mut c, dst as u32 as u64, off as u32 as u64, size as u32 as u64)
-    })?;
-    l.func_wrap("ic0", "root_key_size", |c: Caller<'_, Ctx>| -> WResult<i32> {
-        c.data().check("root_key_size", I | G | U | RQ | RY | RT | C | T)?;
-        Ok(c.data().root_key.len() as i32)
-    })?;
-    l.func_wrap("ic0", "root_key_copy", |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
-        c.data().check("root_key_copy", I | G | U | RQ | RY | RT | C | T)?;
-        copy_out(&mut c, "root_key_copy", dst as u32, off as u32, size as u32, |x| x.root_key.as_slice())
-    })?;
+    l.func_wrap(
+        "ic0",
+        "stable_grow",
+        |mut c: Caller<'_, Ctx>, n: i32| -> WResult<i32> {
+            c.data().check("stable_grow", ALL_S)?;
+            let d = c.data_mut();
+            let max = d.max_stable_bytes.min(4 << 30);
+            if d.stable.size_pages() > 65_536 {
+                return trap(
+                    502,
+                    "32 bit stable memory api used on a memory larger than 4GB",
+                );
+            }
+            Ok(d.stable
+                .grow(n as u32 as u64, max)
+                .map(|o| o as i32)
+                .unwrap_or(-1))
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "stable_write",
+        |mut c: Caller<'_, Ctx>, off: i32, src: i32, size: i32| {
+            c.data().check("stable_write", ALL_S)?;
+            stable_write(
+                &mut c,
+                off as u32 as u64,
+                src as u32 as u64,
+                size as u32 as u64,
+            )
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "stable_read",
+        |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
+            c.data().check("stable_read", ALL_S)?;
+            stable_read(
+                &mut c,
+                dst as u32 as u64,
+                off as u32 as u64,
+                size as u32 as u64,
+            )
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "root_key_size",
+        |c: Caller<'_, Ctx>| -> WResult<i32> {
+            c.data()
+                .check("root_key_size", I | G | U | RQ | RY | RT | C | T)?;
+            Ok(c.data().root_key.len() as i32)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "root_key_copy",
+        |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
+            c.data()
+                .check("root_key_copy", I | G | U | RQ | RY | RT | C | T)?;
+            copy_out(
+                &mut c,
+                "root_key_copy",
+                dst as u32,
+                off as u32,
+                size as u32,
+                |x| x.root_key.as_slice(),
+            )
+        },
+    )?;
     l.func_wrap("ic0", "certified_data_set", |mut c: Caller<'_, Ctx>, src: i32, size: i32| {
         c.data().check("certified_data_set", I | G | U | RY | RT | T)?;
         if size as u32 > 32 {
@@ -772,123 +1065,226 @@ pub fn link(linker: &mut Linker<Ctx>) -> WResult<()> {
         c.data_mut().certified = Some(b);
         Ok(())
     })?;
-    l.func_wrap("ic0", "data_certificate_present", |c: Caller<'_, Ctx>| -> WResult<i32> {
-        c.data().check("data_certificate_present", ALL)?;
-        Ok(c.data().certificate.is_some() as i32)
-    })?;
-    l.func_wrap("ic0", "data_certificate_size", |c: Caller<'_, Ctx>| -> WResult<i32> {
-        c.data().check("data_certificate_size", NRQ | CQ)?;
-        match &c.data().certificate {
-            Some(cert) => Ok(cert.len() as i32),
-            None => violation("ic0.data_certificate_size: no certificate available"),
-        }
-    })?;
-    l.func_wrap("ic0", "data_certificate_copy", |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
-        c.data().check("data_certificate_copy", NRQ | CQ)?;
-        if c.data().certificate.is_none() {
-            return violation("ic0.data_certificate_copy: no certificate available");
-        }
-        copy_out(&mut c, "data_certificate_copy", dst as u32, off as u32, size as u32, |x| {
-            x.certificate.as_deref().unwrap_or(&[])
-        })
-    })?;
+    l.func_wrap(
+        "ic0",
+        "data_certificate_present",
+        |c: Caller<'_, Ctx>| -> WResult<i32> {
+            c.data().check("data_certificate_present", ALL)?;
+            Ok(c.data().certificate.is_some() as i32)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "data_certificate_size",
+        |c: Caller<'_, Ctx>| -> WResult<i32> {
+            c.data().check("data_certificate_size", NRQ | CQ)?;
+            match &c.data().certificate {
+                Some(cert) => Ok(cert.len() as i32),
+                None => violation("ic0.data_certificate_size: no certificate available"),
+            }
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "data_certificate_copy",
+        |mut c: Caller<'_, Ctx>, dst: i32, off: i32, size: i32| {
+            c.data().check("data_certificate_copy", NRQ | CQ)?;
+            if c.data().certificate.is_none() {
+                return violation("ic0.data_certificate_copy: no certificate available");
+            }
+            copy_out(
+                &mut c,
+                "data_certificate_copy",
+                dst as u32,
+                off as u32,
+                size as u32,
+                |x| x.certificate.as_deref().unwrap_or(&[]),
+            )
+        },
+    )?;
     l.func_wrap("ic0", "time", |c: Caller<'_, Ctx>| -> WResult<i64> {
         c.data().check("time", ALL)?;
         Ok(c.data().time as i64)
     })?;
-    l.func_wrap("ic0", "global_timer_set", |mut c: Caller<'_, Ctx>, t: i64| -> WResult<i64> {
-        c.data().check("global_timer_set", I | G | U | RY | RT | C | T)?;
-        let d = c.data_mut();
-        let prev = d.timer;
-        d.timer = t as u64;
-        Ok(prev as i64)
-    })?;
-    l.func_wrap("ic0", "performance_counter", |c: Caller<'_, Ctx>, ty: i32| -> WResult<i64> {
-        c.data().check("performance_counter", ALL_S)?;
-        let used = c.data().fuel_limit.saturating_sub(c.get_fuel().unwrap_or(0));
-        match ty {
-            0 => Ok(used as i64),
-            1 => Ok((c.data().cc_instructions + used) as i64),
-            _ => violation(format!("Error getting performance counter type {ty}")),
-        }
-    })?;
-    l.func_wrap("ic0", "is_controller", |mut c: Caller<'_, Ctx>, src: i32, size: i32| -> WResult<i32> {
-        c.data().check("is_controller", ALL_S)?;
-        if size as u32 > 29 {
-            return violation(format!("ic0.is_controller: invalid principal of {} bytes", size as u32));
-        }
-        let b = read_mem(&mut c, src as u32, size as u32)?;
-        let Some(p) = principal_of(&b) else {
-            return violation("ic0.is_controller: invalid principal");
-        };
-        Ok(c.data().controllers.contains(&p) as i32)
-    })?;
-    l.func_wrap("ic0", "in_replicated_execution", |c: Caller<'_, Ctx>| -> WResult<i32> {
-        c.data().check("in_replicated_execution", ALL_S)?;
-        Ok(!c.data().kind.non_replicated() as i32)
-    })?;
-    l.func_wrap("ic0", "cost_call", |mut c: Caller<'_, Ctx>, m: i64, p: i64, dst: i32| {
-        c.data().check("cost_call", ALL_S)?;
-        let v = c.data().fees.cost_call(m as u64, p as u64);
-        write_u128(&mut c, dst as u32, v)
-    })?;
-    l.func_wrap("ic0", "cost_create_canister", |mut c: Caller<'_, Ctx>, dst: i32| {
-        c.data().check("cost_create_canister", ALL_S)?;
-        let v = c.data().fees.creation;
-        write_u128(&mut c, dst as u32, v)
-    })?;
-    l.func_wrap("ic0", "cost_http_request", |mut c: Caller<'_, Ctx>, req: i64, res: i64, dst: i32| {
-        c.data().check("cost_http_request", ALL_S)?;
-        let v = c.data().fees.http_request(req as u64, res as u64);
-        write_u128(&mut c, dst as u32, v)
-    })?;
-    l.func_wrap("ic0", "cost_http_request_v2", |_c: Caller<'_, Ctx>, _s: i32, _n: i32, _d: i32| -> WResult<()> {
-        trap(504, "ic0.cost_http_request_v2 is not implemented by the embedded engine")
-    })?;
-    l.func_wrap("ic0", "cost_sign_with_ecdsa", |mut c: Caller<'_, Ctx>, s: i32, n: i32, curve: i32, d: i32| {
-        c.data().check("cost_sign_with_ecdsa", ALL_S)?;
-        cost_key(&mut c, s as u32, n as u32, curve as u32, 0, d as u32)
-    })?;
-    l.func_wrap("ic0", "cost_sign_with_schnorr", |mut c: Caller<'_, Ctx>, s: i32, n: i32, alg: i32, d: i32| {
-        c.data().check("cost_sign_with_schnorr", ALL_S)?;
-        cost_key(&mut c, s as u32, n as u32, alg as u32, 1, d as u32)
-    })?;
-    l.func_wrap("ic0", "cost_vetkd_derive_key", |mut c: Caller<'_, Ctx>, s: i32, n: i32, curve: i32, d: i32| {
-        c.data().check("cost_vetkd_derive_key", ALL_S)?;
-        cost_key(&mut c, s as u32, n as u32, curve as u32, 0, d as u32)
-    })?;
-    l.func_wrap("ic0", "env_var_count", |c: Caller<'_, Ctx>| -> WResult<i32> {
-        c.data().check("env_var_count", ALL)?;
-        Ok(c.data().env_vars.len() as i32)
-    })?;
-    l.func_wrap("ic0", "env_var_name_size", |c: Caller<'_, Ctx>, i: i32| -> WResult<i32> {
-        c.data().check("env_var_name_size", ALL)?;
-        match c.data().env_vars.get(i as u32 as usize) {
-            Some((n, _)) => Ok(n.len() as i32),
-            None => violation(format!("ic0.env_var_name_size: index {} out of bounds", i as u32)),
-        }
-    })?;
-    l.func_wrap("ic0", "env_var_name_copy", |mut c: Caller<'_, Ctx>, i: i32, dst: i32, off: i32, size: i32| {
-        c.data().check("env_var_name_copy", ALL)?;
-        let i = i as u32 as usize;
-        if i >= c.data().env_vars.len() {
-            return violation(format!("ic0.env_var_name_copy: index {i} out of bounds"));
-        }
-        copy_out(&mut c, "env_var_name_copy", dst as u32, off as u32, size as u32, |x| x.env_vars[i].0.as_bytes())
-    })?;
-    l.func_wrap("ic0", "env_var_name_exists", |mut c: Caller<'_, Ctx>, src: i32, size: i32| -> WResult<i32> {
-        c.data().check("env_var_name_exists", ALL)?;
-        let name = env_name(&mut c, src, size, "env_var_name_exists")?;
-        Ok(c.data().env_vars.iter().any(|(n, _)| *n == name) as i32)
-    })?;
-    l.func_wrap("ic0", "env_var_value_size", |mut c: Caller<'_, Ctx>, src: i32, size: i32| -> WResult<i32> {
-        c.data().check("env_var_value_size", ALL)?;
-        let name = env_name(&mut c, src, size, "env_var_value_size")?;
-        match c.data().env_vars.iter().find(|(n, _)| *n == name) {
-            Some((_, v)) => Ok(v.len() as i32),
-            None => violation(format!("ic0.env_var_value_size: environment variable '{name}' not found")),
-        }
-    })?;
+    l.func_wrap(
+        "ic0",
+        "global_timer_set",
+        |mut c: Caller<'_, Ctx>, t: i64| -> WResult<i64> {
+            c.data()
+                .check("global_timer_set", I | G | U | RY | RT | C | T)?;
+            let d = c.data_mut();
+            let prev = d.timer;
+            d.timer = t as u64;
+            Ok(prev as i64)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "performance_counter",
+        |c: Caller<'_, Ctx>, ty: i32| -> WResult<i64> {
+            c.data().check("performance_counter", ALL_S)?;
+            let used = c
+                .data()
+                .fuel_limit
+                .saturating_sub(c.get_fuel().unwrap_or(0));
+            match ty {
+                0 => Ok(used as i64),
+                1 => Ok((c.data().cc_instructions + used) as i64),
+                _ => violation(format!("Error getting performance counter type {ty}")),
+            }
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "is_controller",
+        |mut c: Caller<'_, Ctx>, src: i32, size: i32| -> WResult<i32> {
+            c.data().check("is_controller", ALL_S)?;
+            if size as u32 > 29 {
+                return violation(format!(
+                    "ic0.is_controller: invalid principal of {} bytes",
+                    size as u32
+                ));
+            }
+            let b = read_mem(&mut c, src as u32, size as u32)?;
+            let Some(p) = principal_of(&b) else {
+                return violation("ic0.is_controller: invalid principal");
+            };
+            Ok(c.data().controllers.contains(&p) as i32)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "in_replicated_execution",
+        |c: Caller<'_, Ctx>| -> WResult<i32> {
+            c.data().check("in_replicated_execution", ALL_S)?;
+            Ok(!c.data().kind.non_replicated() as i32)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "cost_call",
+        |mut c: Caller<'_, Ctx>, m: i64, p: i64, dst: i32| {
+            c.data().check("cost_call", ALL_S)?;
+            let v = c.data().fees.cost_call(m as u64, p as u64);
+            write_u128(&mut c, dst as u32, v)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "cost_create_canister",
+        |mut c: Caller<'_, Ctx>, dst: i32| {
+            c.data().check("cost_create_canister", ALL_S)?;
+            let v = c.data().fees.creation;
+            write_u128(&mut c, dst as u32, v)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "cost_http_request",
+        |mut c: Caller<'_, Ctx>, req: i64, res: i64, dst: i32| {
+            c.data().check("cost_http_request", ALL_S)?;
+            let v = c.data().fees.http_request(req as u64, res as u64);
+            write_u128(&mut c, dst as u32, v)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "cost_http_request_v2",
+        |_c: Caller<'_, Ctx>, _s: i32, _n: i32, _d: i32| -> WResult<()> {
+            trap(
+                504,
+                "ic0.cost_http_request_v2 is not implemented by the embedded engine",
+            )
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "cost_sign_with_ecdsa",
+        |mut c: Caller<'_, Ctx>, s: i32, n: i32, curve: i32, d: i32| {
+            c.data().check("cost_sign_with_ecdsa", ALL_S)?;
+            cost_key(&mut c, s as u32, n as u32, curve as u32, 0, d as u32)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "cost_sign_with_schnorr",
+        |mut c: Caller<'_, Ctx>, s: i32, n: i32, alg: i32, d: i32| {
+            c.data().check("cost_sign_with_schnorr", ALL_S)?;
+            cost_key(&mut c, s as u32, n as u32, alg as u32, 1, d as u32)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "cost_vetkd_derive_key",
+        |mut c: Caller<'_, Ctx>, s: i32, n: i32, curve: i32, d: i32| {
+            c.data().check("cost_vetkd_derive_key", ALL_S)?;
+            cost_key(&mut c, s as u32, n as u32, curve as u32, 0, d as u32)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "env_var_count",
+        |c: Caller<'_, Ctx>| -> WResult<i32> {
+            c.data().check("env_var_count", ALL)?;
+            Ok(c.data().env_vars.len() as i32)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "env_var_name_size",
+        |c: Caller<'_, Ctx>, i: i32| -> WResult<i32> {
+            c.data().check("env_var_name_size", ALL)?;
+            match c.data().env_vars.get(i as u32 as usize) {
+                Some((n, _)) => Ok(n.len() as i32),
+                None => violation(format!(
+                    "ic0.env_var_name_size: index {} out of bounds",
+                    i as u32
+                )),
+            }
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "env_var_name_copy",
+        |mut c: Caller<'_, Ctx>, i: i32, dst: i32, off: i32, size: i32| {
+            c.data().check("env_var_name_copy", ALL)?;
+            let i = i as u32 as usize;
+            if i >= c.data().env_vars.len() {
+                return violation(format!("ic0.env_var_name_copy: index {i} out of bounds"));
+            }
+            copy_out(
+                &mut c,
+                "env_var_name_copy",
+                dst as u32,
+                off as u32,
+                size as u32,
+                |x| x.env_vars[i].0.as_bytes(),
+            )
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "env_var_name_exists",
+        |mut c: Caller<'_, Ctx>, src: i32, size: i32| -> WResult<i32> {
+            c.data().check("env_var_name_exists", ALL)?;
+            let name = env_name(&mut c, src, size, "env_var_name_exists")?;
+            Ok(c.data().env_vars.iter().any(|(n, _)| *n == name) as i32)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "env_var_value_size",
+        |mut c: Caller<'_, Ctx>, src: i32, size: i32| -> WResult<i32> {
+            c.data().check("env_var_value_size", ALL)?;
+            let name = env_name(&mut c, src, size, "env_var_value_size")?;
+            match c.data().env_vars.iter().find(|(n, _)| *n == name) {
+                Some((_, v)) => Ok(v.len() as i32),
+                None => violation(format!(
+                    "ic0.env_var_value_size: environment variable '{name}' not found"
+                )),
+            }
+        },
+    )?;
     l.func_wrap(
         "ic0",
         "env_var_value_copy",
@@ -896,59 +1292,101 @@ pub fn link(linker: &mut Linker<Ctx>) -> WResult<()> {
             c.data().check("env_var_value_copy", ALL)?;
             let name = env_name(&mut c, src, size, "env_var_value_copy")?;
             let Some(i) = c.data().env_vars.iter().position(|(k, _)| *k == name) else {
-                return violation(format!("ic0.env_var_value_copy: environment variable '{name}' not found"));
+                return violation(format!(
+                    "ic0.env_var_value_copy: environment variable '{name}' not found"
+                ));
             };
-            copy_out(&mut c, "env_var_value_copy", dst as u32, off as u32, n as u32, |x| x.env_vars[i].1.as_bytes())
+            copy_out(
+                &mut c,
+                "env_var_value_copy",
+                dst as u32,
+                off as u32,
+                n as u32,
+                |x| x.env_vars[i].1.as_bytes(),
+            )
         },
     )?;
-    l.func_wrap("ic0", "debug_print", |mut c: Caller<'_, Ctx>, src: i32, size: i32| -> WResult<()> {
-        let n = (size as u32).min(64 * 1024);
-        let m = memory(&c)?;
-        let data = m.data(&c);
-        let s = src as u32 as usize;
-        let b = data.get(s..s.saturating_add(n as usize)).map(|b| b.to_vec()).unwrap_or_default();
-        c.data_mut().logs.push(b);
-        Ok(())
-    })?;
-    l.func_wrap("ic0", "trap", |mut c: Caller<'_, Ctx>, src: i32, size: i32| -> WResult<()> {
-        let n = (size as u32).min(16 * 1024);
-        let b = read_mem(&mut c, src as u32, n).unwrap_or_default();
-        trap(503, String::from_utf8_lossy(&b).into_owned())
-    })?;
-    l.func_wrap("ic0", "msg_cycles_available", |c: Caller<'_, Ctx>| -> WResult<i64> {
-        c.data().check("msg_cycles_available", U | RQ | RY | RT)?;
-        fit64(c.data().cycles_available, "msg_cycles_available")
-    })?;
-    l.func_wrap("ic0", "msg_cycles_refunded", |c: Caller<'_, Ctx>| -> WResult<i64> {
-        c.data().check("msg_cycles_refunded", RY | RT)?;
-        fit64(c.data().refunded, "msg_cycles_refunded")
-    })?;
-    l.func_wrap("ic0", "msg_cycles_accept", |mut c: Caller<'_, Ctx>, max: i64| -> WResult<i64> {
-        c.data().check("msg_cycles_accept", U | RQ | RY | RT)?;
-        let d = c.data_mut();
-        let amount = (max as u64 as u128).min(d.cycles_available);
-        d.cycles_available -= amount;
-        d.cycles_accepted += amount;
-        d.balance += amount;
-        Ok(amount as i64)
-    })?;
-    l.func_wrap("ic0", "canister_cycle_balance", |c: Caller<'_, Ctx>| -> WResult<i64> {
-        c.data().check("canister_cycle_balance", ALL)?;
-        fit64(c.data().balance, "canister_cycle_balance")
-    })?;
+    l.func_wrap(
+        "ic0",
+        "debug_print",
+        |mut c: Caller<'_, Ctx>, src: i32, size: i32| -> WResult<()> {
+            let n = (size as u32).min(64 * 1024);
+            let m = memory(&c)?;
+            let data = m.data(&c);
+            let s = src as u32 as usize;
+            let b = data
+                .get(s..s.saturating_add(n as usize))
+                .map(|b| b.to_vec())
+                .unwrap_or_default();
+            c.data_mut().logs.push(b);
+            Ok(())
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "trap",
+        |mut c: Caller<'_, Ctx>, src: i32, size: i32| -> WResult<()> {
+            let n = (size as u32).min(16 * 1024);
+            let b = read_mem(&mut c, src as u32, n).unwrap_or_default();
+            trap(503, String::from_utf8_lossy(&b).into_owned())
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "msg_cycles_available",
+        |c: Caller<'_, Ctx>| -> WResult<i64> {
+            c.data().check("msg_cycles_available", U | RQ | RY | RT)?;
+            fit64(c.data().cycles_available, "msg_cycles_available")
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "msg_cycles_refunded",
+        |c: Caller<'_, Ctx>| -> WResult<i64> {
+            c.data().check("msg_cycles_refunded", RY | RT)?;
+            fit64(c.data().refunded, "msg_cycles_refunded")
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "msg_cycles_accept",
+        |mut c: Caller<'_, Ctx>, max: i64| -> WResult<i64> {
+            c.data().check("msg_cycles_accept", U | RQ | RY | RT)?;
+            let d = c.data_mut();
+            let amount = (max as u64 as u128).min(d.cycles_available);
+            d.cycles_available -= amount;
+            d.cycles_accepted += amount;
+            d.balance += amount;
+            Ok(amount as i64)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "canister_cycle_balance",
+        |c: Caller<'_, Ctx>| -> WResult<i64> {
+            c.data().check("canister_cycle_balance", ALL)?;
+            fit64(c.data().balance, "canister_cycle_balance")
+        },
+    )?;
     Ok(())
 }
 
 fn fit64(v: u128, name: &str) -> WResult<i64> {
     if v > u64::MAX as u128 {
-        return trap(502, format!("ic0.{name}: the value {v} does not fit in 64 bits; use the 128-bit API"));
+        return trap(
+            502,
+            format!("ic0.{name}: the value {v} does not fit in 64 bits; use the 128-bit API"),
+        );
     }
     Ok(v as u64 as i64)
 }
 
 fn env_name(c: &mut Caller<'_, Ctx>, src: i32, size: i32, api: &str) -> WResult<String> {
     if size as u32 > 128 {
-        return violation(format!("ic0.{api}: name too long ({} > 128 bytes)", size as u32));
+        return violation(format!(
+            "ic0.{api}: name too long ({} > 128 bytes)",
+            size as u32
+        ));
     }
     let b = read_mem(c, src as u32, size as u32)?;
     String::from_utf8(b).or_else(|_| violation(format!("ic0.{api}: name is not valid UTF-8")))
@@ -1032,7 +1470,12 @@ pub fn classify(e: &wasmtime::Error) -> HostTrap {
     if let Some(t) = e.downcast_ref::<wasmtime::Trap>() {
         use wasmtime::Trap as W;
         let msg = match t {
-            W::OutOfFuel => return HostTrap { code: 522, msg: "instruction limit exceeded".into() },
+            W::OutOfFuel => {
+                return HostTrap {
+                    code: 522,
+                    msg: "instruction limit exceeded".into(),
+                }
+            }
             W::StackOverflow => "stack overflow".to_string(),
             W::MemoryOutOfBounds => "heap out of bounds".to_string(),
             W::TableOutOfBounds => "table out of bounds".to_string(),
@@ -1046,7 +1489,10 @@ pub fn classify(e: &wasmtime::Error) -> HostTrap {
         };
         return HostTrap { code: 502, msg };
     }
-    HostTrap { code: 502, msg: e.root_cause().to_string() }
+    HostTrap {
+        code: 502,
+        msg: e.root_cause().to_string(),
+    }
 }
 
 pub struct CanisterInstance {
@@ -1131,7 +1577,9 @@ impl CanisterInstance {
     }
 
     pub fn heap_bytes(&self) -> u64 {
-        self.memory.map(|m| m.data_size(&self.store) as u64).unwrap_or(0)
+        self.memory
+            .map(|m| m.data_size(&self.store) as u64)
+            .unwrap_or(0)
     }
 
     pub fn globals_bytes(&self) -> u64 {
@@ -1145,7 +1593,11 @@ impl CanisterInstance {
     pub fn checkpoint(&mut self) {
         self.heap_snapshot.clear();
         if let Some(m) = self.memory {
-            let sp = self.stack_pointer.and_then(|g| g.get(&mut self.store).i32()).map(|v| v as u32 as usize).unwrap_or(0);
+            let sp = self
+                .stack_pointer
+                .and_then(|g| g.get(&mut self.store).i32())
+                .map(|v| v as u32 as usize)
+                .unwrap_or(0);
             let data = m.data(&self.store);
             let off = sp.min(data.len());
             self.snapshot_offset = off;
@@ -1174,7 +1626,9 @@ impl CanisterInstance {
         }
         self.checkpointed = false;
         self.store.data_mut().stable.rollback();
-        let grown = self.memory.is_some_and(|m| m.data_size(&self.store) != self.snapshot_len);
+        let grown = self
+            .memory
+            .is_some_and(|m| m.data_size(&self.store) != self.snapshot_len);
         if grown {
             // Linear memory cannot shrink: build a fresh instance and load the snapshot into it.
             let placeholder = Ctx::new(
@@ -1213,7 +1667,8 @@ impl CanisterInstance {
             return;
         }
         if let Some(m) = self.memory {
-            m.data_mut(&mut self.store)[self.snapshot_offset..self.snapshot_len].copy_from_slice(&self.heap_snapshot);
+            m.data_mut(&mut self.store)[self.snapshot_offset..self.snapshot_len]
+                .copy_from_slice(&self.heap_snapshot);
         }
         for (g, v) in self.globals.iter().zip(self.global_snapshot.iter()) {
             let _ = g.set(&mut self.store, *v);
@@ -1225,9 +1680,15 @@ impl CanisterInstance {
         self.store.data_mut().fuel_limit = fuel;
         let _ = self.store.set_fuel(fuel);
         let r = match entry {
-            Entry::Export(name) => match self.instance.get_typed_func::<(), ()>(&mut self.store, name) {
+            Entry::Export(name) => match self
+                .instance
+                .get_typed_func::<(), ()>(&mut self.store, name)
+            {
                 Ok(f) => f.call(&mut self.store, ()).map_err(|e| classify(&e)),
-                Err(_) => Err(HostTrap { code: 502, msg: format!("export '{name}' not found") }),
+                Err(_) => Err(HostTrap {
+                    code: 502,
+                    msg: format!("export '{name}' not found"),
+                }),
             },
             Entry::Callback { fun, env } => {
                 let f = self
@@ -1240,8 +1701,13 @@ impl CanisterInstance {
                         msg: format!("table index {fun} out of bounds or uninitialized (callback)"),
                     }),
                     Some(f) => match f.typed::<i32, ()>(&self.store) {
-                        Ok(tf) => tf.call(&mut self.store, *env as i32).map_err(|e| classify(&e)),
-                        Err(_) => Err(HostTrap { code: 502, msg: "indirect call signature mismatch (callback)".into() }),
+                        Ok(tf) => tf
+                            .call(&mut self.store, *env as i32)
+                            .map_err(|e| classify(&e)),
+                        Err(_) => Err(HostTrap {
+                            code: 502,
+                            msg: "indirect call signature mismatch (callback)".into(),
+                        }),
                     },
                 }
             }
@@ -1249,9 +1715,10 @@ impl CanisterInstance {
         let used = fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
         let r = match r {
             Err(t) if t.code == 522 => Err(t),
-            Err(t) if self.store.data().heap_limit_hit && t.code == 502 => {
-                Err(HostTrap { code: 539, msg: t.msg })
-            }
+            Err(t) if self.store.data().heap_limit_hit && t.code == 502 => Err(HostTrap {
+                code: 539,
+                msg: t.msg,
+            }),
             other => other,
         };
         (r, used)

@@ -38,7 +38,10 @@ impl StableMemory {
     /// If a journal is already active (an upgrade spanning pre_upgrade and post_upgrade), it is kept.
     pub fn begin(&mut self) {
         if self.journal.is_none() {
-            self.journal = Some(Journal { old_pages: self.pages, ..Default::default() });
+            self.journal = Some(Journal {
+                old_pages: self.pages,
+                ..Default::default()
+            });
         }
     }
 
@@ -74,7 +77,9 @@ impl StableMemory {
     }
 
     fn in_bounds(&self, offset: u64, len: u64) -> bool {
-        offset.checked_add(len).is_some_and(|end| end <= self.size_bytes())
+        offset
+            .checked_add(len)
+            .is_some_and(|end| end <= self.size_bytes())
     }
 
     pub fn read(&self, offset: u64, dst: &mut [u8]) -> Result<(), String> {

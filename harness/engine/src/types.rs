@@ -40,14 +40,26 @@ impl Reject {
     /// A system reject with an IC error code such as "IC0503"; the reject code is the code's first digit.
     pub fn ic(error_code: u32, message: impl Into<String>) -> Reject {
         let code = RejectCode::from_u32(error_code / 100).unwrap_or(RejectCode::SysFatal);
-        Reject { code, message: message.into(), error_code: Some(format!("IC{error_code:04}")) }
+        Reject {
+            code,
+            message: message.into(),
+            error_code: Some(format!("IC{error_code:04}")),
+        }
     }
     /// A reject produced by a canister calling `msg_reject`.
     pub fn canister(message: impl Into<String>) -> Reject {
-        Reject { code: RejectCode::CanisterReject, message: message.into(), error_code: Some("IC0406".into()) }
+        Reject {
+            code: RejectCode::CanisterReject,
+            message: message.into(),
+            error_code: Some("IC0406".into()),
+        }
     }
     pub fn new(code: RejectCode, message: impl Into<String>) -> Reject {
-        Reject { code, message: message.into(), error_code: None }
+        Reject {
+            code,
+            message: message.into(),
+            error_code: None,
+        }
     }
 }
 
@@ -74,7 +86,10 @@ impl std::fmt::Display for EngineError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             EngineError::NotIdle { rounds, pending } => {
-                write!(f, "not idle after {rounds} rounds ({pending} messages pending)")
+                write!(
+                    f,
+                    "not idle after {rounds} rounds ({pending} messages pending)"
+                )
             }
             EngineError::UnknownMessage => write!(f, "unknown message id"),
         }
@@ -337,9 +352,14 @@ pub enum FaultTarget {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FaultAction {
-    Reject { code: RejectCode, message: String },
+    Reject {
+        code: RejectCode,
+        message: String,
+    },
     /// The callee behaves as if it trapped: the caller gets reject code 5.
-    Trap { message: String },
+    Trap {
+        message: String,
+    },
     /// Hold the message until `release_held`.
     Hold,
     /// Deliver the message only after this many rounds.

@@ -135,20 +135,28 @@ pub fn decode_module(bytes: &[u8], max: usize) -> Result<Vec<u8>, String> {
         use std::io::Read;
         let mut out = Vec::new();
         let d = flate2::read::GzDecoder::new(bytes);
-        d.take(max as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| format!("Failed to decode wasm module: unsupported compressed (gzip) format: {e}"))?;
+        d.take(max as u64 + 1).read_to_end(&mut out).map_err(|e| {
+            format!("Failed to decode wasm module: unsupported compressed (gzip) format: {e}")
+        })?;
         if out.len() > max {
-            return Err(format!("Wasm module size exceeds the maximum of {max} bytes"));
+            return Err(format!(
+                "Wasm module size exceeds the maximum of {max} bytes"
+            ));
         }
         Ok(out)
     } else if bytes.starts_with(b"\0asm") {
         if bytes.len() > max {
-            return Err(format!("Wasm module size {} exceeds the maximum of {max} bytes", bytes.len()));
+            return Err(format!(
+                "Wasm module size {} exceeds the maximum of {max} bytes",
+                bytes.len()
+            ));
         }
         Ok(bytes.to_vec())
     } else {
-        Err("Failed to decode wasm module: unsupported format (expected a raw wasm module or gzip)".into())
+        Err(
+            "Failed to decode wasm module: unsupported format (expected a raw wasm module or gzip)"
+                .into(),
+        )
     }
 }
 
@@ -211,7 +219,9 @@ pub fn validate(wasm: &[u8]) -> Result<ModuleInfo, String> {
                             imp.name
                         )));
                     };
-                    let Some(&(_, params, results)) = IC0_IMPORTS.iter().find(|(n, _, _)| *n == imp.name) else {
+                    let Some(&(_, params, results)) =
+                        IC0_IMPORTS.iter().find(|(n, _, _)| *n == imp.name)
+                    else {
                         return Err(invalid(format!(
                             "Wasm module has an invalid import section. Module imports function '{}' from 'ic0' that is not exported by the runtime.",
                             imp.name
@@ -310,7 +320,8 @@ pub fn validate(wasm: &[u8]) -> Result<ModuleInfo, String> {
                     if n == "enhanced-orthogonal-persistence" {
                         info.enhanced_orthogonal_persistence = true;
                     }
-                    info.metadata.insert(n.to_string(), (public, c.data().to_vec()));
+                    info.metadata
+                        .insert(n.to_string(), (public, c.data().to_vec()));
                 }
             }
             _ => {}
@@ -323,7 +334,9 @@ pub fn validate(wasm: &[u8]) -> Result<ModuleInfo, String> {
         return Err(invalid("Wasm module has an invalid custom section. Invalid custom sections: total size exceeds 1 MiB."));
     }
     if code_size > 10 * 1024 * 1024 {
-        return Err(invalid("Wasm module code section size exceeds the maximum of 10 MiB."));
+        return Err(invalid(
+            "Wasm module code section size exceeds the maximum of 10 MiB.",
+        ));
     }
     if func_type_idx.len() > 50_000 {
         return Err(invalid(format!(
@@ -397,10 +410,15 @@ pub fn validate(wasm: &[u8]) -> Result<ModuleInfo, String> {
             "Wasm module has an invalid export section. The sum of `<name>` lengths in exported functions called `canister_update <name>`, `canister_query <name>`, or `canister_composite_query <name>` is {name_len} bytes which exceeds the maximum allowed 20000."
         )));
     }
-    info.mutable_globals = mutable_globals.iter().map(|g| format!("{GLOBAL_EXPORT_PREFIX}{g}")).collect();
+    info.mutable_globals = mutable_globals
+        .iter()
+        .map(|g| format!("{GLOBAL_EXPORT_PREFIX}{g}"))
+        .collect();
     // Without a name section (stripped builds), lld's layout: global 0 is `__stack_pointer` (a mutable i32) in
     // modules that export `__heap_base` / `__data_end`.
-    let lld = exports.iter().any(|(n, k, _)| *k == ExternalKind::Global && (n == "__heap_base" || n == "__data_end"));
+    let lld = exports
+        .iter()
+        .any(|(n, k, _)| *k == ExternalKind::Global && (n == "__heap_base" || n == "__data_end"));
     if stack_pointer_index.is_none() && lld && first_global_mut_i32 {
         stack_pointer_index = Some(0);
     }

@@ -81,14 +81,15 @@ pub fn create(
     if config.subnet_id == Some(Principal::anonymous()) {
         return Err(invalid("subnet_id", "is not a subnet id"));
     }
+    // Asking again is idempotent: the existing job's status, whatever else has changed since.
+    if let Some(job) = repo::job(caller) {
+        return Ok(job.status());
+    }
     if !repo::state().enabled {
         return Err(error(
             FactoryErrorKind::CreationDisabled,
             "personal canister creation is disabled by the admins; try again later",
         ));
-    }
-    if let Some(job) = repo::job(caller) {
-        return Ok(job.status());
     }
     if !capsule::service::has_capsule(caller) {
         return Err(error(

@@ -38,16 +38,36 @@ pub struct CallError {
 
 fn call_error(e: CallFailed) -> CallError {
     match e {
-        CallFailed::CallRejected(r) => CallError { kind: "rejected".into(), code: r.raw_reject_code(), message: r.reject_message().to_string() },
-        CallFailed::InsufficientLiquidCycleBalance(e) => CallError { kind: "insufficient_liquid".into(), code: 0, message: e.to_string() },
-        CallFailed::CallPerformFailed(e) => CallError { kind: "perform_failed".into(), code: 0, message: e.to_string() },
+        CallFailed::CallRejected(r) => CallError {
+            kind: "rejected".into(),
+            code: r.raw_reject_code(),
+            message: r.reject_message().to_string(),
+        },
+        CallFailed::InsufficientLiquidCycleBalance(e) => CallError {
+            kind: "insufficient_liquid".into(),
+            code: 0,
+            message: e.to_string(),
+        },
+        CallFailed::CallPerformFailed(e) => CallError {
+            kind: "perform_failed".into(),
+            code: 0,
+            message: e.to_string(),
+        },
     }
 }
 
 fn mgmt_error(e: ic_cdk::call::Error) -> CallError {
     match e {
-        ic_cdk::call::Error::CallRejected(r) => CallError { kind: "rejected".into(), code: r.raw_reject_code(), message: r.reject_message().to_string() },
-        other => CallError { kind: "other".into(), code: 0, message: other.to_string() },
+        ic_cdk::call::Error::CallRejected(r) => CallError {
+            kind: "rejected".into(),
+            code: r.raw_reject_code(),
+            message: r.reject_message().to_string(),
+        },
+        other => CallError {
+            kind: "other".into(),
+            code: 0,
+            message: other.to_string(),
+        },
     }
 }
 
@@ -244,8 +264,18 @@ async fn inc_call_self_then_trap() {
 }
 
 #[update]
-async fn call(callee: Principal, method: String, arg: Vec<u8>, cycles: u128, bounded: bool) -> Result<Vec<u8>, CallError> {
-    let c = if bounded { Call::bounded_wait(callee, &method) } else { Call::unbounded_wait(callee, &method) };
+async fn call(
+    callee: Principal,
+    method: String,
+    arg: Vec<u8>,
+    cycles: u128,
+    bounded: bool,
+) -> Result<Vec<u8>, CallError> {
+    let c = if bounded {
+        Call::bounded_wait(callee, &method)
+    } else {
+        Call::unbounded_wait(callee, &method)
+    };
     let r = c.with_raw_args(&arg).with_cycles(cycles).await;
     match r {
         Ok(resp) => Ok(resp.into_bytes()),
@@ -254,8 +284,16 @@ async fn call(callee: Principal, method: String, arg: Vec<u8>, cycles: u128, bou
 }
 
 #[update]
-async fn call_with_timeout(callee: Principal, method: String, arg: Vec<u8>, timeout_s: u32) -> Result<Vec<u8>, CallError> {
-    let r = Call::bounded_wait(callee, &method).change_timeout(timeout_s).with_raw_args(&arg).await;
+async fn call_with_timeout(
+    callee: Principal,
+    method: String,
+    arg: Vec<u8>,
+    timeout_s: u32,
+) -> Result<Vec<u8>, CallError> {
+    let r = Call::bounded_wait(callee, &method)
+        .change_timeout(timeout_s)
+        .with_raw_args(&arg)
+        .await;
     r.map(|r| r.into_bytes()).map_err(call_error)
 }
 
@@ -268,7 +306,10 @@ async fn call_then_bump(callee: Principal, method: String) -> u64 {
 
 #[update]
 fn oneway(callee: Principal, method: String, arg: Vec<u8>) -> bool {
-    Call::unbounded_wait(callee, &method).with_raw_args(&arg).oneway().is_ok()
+    Call::unbounded_wait(callee, &method)
+        .with_raw_args(&arg)
+        .oneway()
+        .is_ok()
 }
 
 #[update]
@@ -284,9 +325,16 @@ fn accept_then_trap(max: u128) {
 }
 
 #[update]
-async fn call_with_cycles_report(callee: Principal, method: String, cycles: u128) -> (u128, u128, bool) {
+async fn call_with_cycles_report(
+    callee: Principal,
+    method: String,
+    cycles: u128,
+) -> (u128, u128, bool) {
     let before = api::canister_cycle_balance();
-    let r = Call::unbounded_wait(callee, &method).with_arg(u128::MAX).with_cycles(cycles).await;
+    let r = Call::unbounded_wait(callee, &method)
+        .with_arg(u128::MAX)
+        .with_cycles(cycles)
+        .await;
     let refunded = api::msg_cycles_refunded();
     (before, refunded, r.is_ok())
 }
@@ -298,7 +346,10 @@ fn balance() -> u128 {
 
 #[update]
 fn balances_in_update() -> (u128, u128) {
-    (api::canister_cycle_balance(), api::canister_liquid_cycle_balance())
+    (
+        api::canister_cycle_balance(),
+        api::canister_liquid_cycle_balance(),
+    )
 }
 
 #[update]
@@ -340,12 +391,20 @@ fn probe_inner(replicated_ok: bool) -> Probe {
         cost_create: api::cost_create_canister(),
         caller_is_controller: api::is_controller(&api::msg_caller()),
         deadline: api::msg_deadline().map(|d| d.get()),
-        root_key_len: if replicated_ok { api::root_key().len() as u64 } else { 0 },
+        root_key_len: if replicated_ok {
+            api::root_key().len() as u64
+        } else {
+            0
+        },
         env_count: api::env_var_count() as u64,
         time: api::time(),
         caller: api::msg_caller(),
         self_id: api::canister_self(),
-        certificate: if replicated_ok { false } else { api::data_certificate().is_some() },
+        certificate: if replicated_ok {
+            false
+        } else {
+            api::data_certificate().is_some()
+        },
     }
 }
 
@@ -438,41 +497,74 @@ async fn raw_rand() -> Vec<u8> {
 }
 
 #[update]
-async fn create_child(extra: u128, controllers: Option<Vec<Principal>>) -> Result<Principal, CallError> {
+async fn create_child(
+    extra: u128,
+    controllers: Option<Vec<Principal>>,
+) -> Result<Principal, CallError> {
     let arg = mgmt::CreateCanisterArgs {
-        settings: controllers.map(|c| mgmt::CanisterSettings { controllers: Some(c), ..Default::default() }),
+        settings: controllers.map(|c| mgmt::CanisterSettings {
+            controllers: Some(c),
+            ..Default::default()
+        }),
     };
-    mgmt::create_canister_with_extra_cycles(&arg, extra).await.map(|r| r.canister_id).map_err(mgmt_error)
+    mgmt::create_canister_with_extra_cycles(&arg, extra)
+        .await
+        .map(|r| r.canister_id)
+        .map_err(mgmt_error)
 }
 
 #[update]
 async fn create_child_plain() -> Result<Principal, CallError> {
     let arg = mgmt::CreateCanisterArgs { settings: None };
-    mgmt::create_canister(&arg).await.map(|r| r.canister_id).map_err(mgmt_error)
+    mgmt::create_canister(&arg)
+        .await
+        .map(|r| r.canister_id)
+        .map_err(mgmt_error)
 }
 
 #[update]
-async fn install_child(child: Principal, wasm: Vec<u8>, arg: Vec<u8>, mode: String) -> Result<(), CallError> {
+async fn install_child(
+    child: Principal,
+    wasm: Vec<u8>,
+    arg: Vec<u8>,
+    mode: String,
+) -> Result<(), CallError> {
     let mode = match mode.as_str() {
         "install" => mgmt::CanisterInstallMode::Install,
         "reinstall" => mgmt::CanisterInstallMode::Reinstall,
         _ => mgmt::CanisterInstallMode::Upgrade(None),
     };
-    let a = mgmt::InstallCodeArgs { mode, canister_id: child, wasm_module: wasm, arg };
+    let a = mgmt::InstallCodeArgs {
+        mode,
+        canister_id: child,
+        wasm_module: wasm,
+        arg,
+    };
     mgmt::install_code(&a).await.map_err(mgmt_error)
 }
 
 #[update]
-async fn install_child_chunked(child: Principal, wasm: Vec<u8>, arg: Vec<u8>) -> Result<usize, CallError> {
-    mgmt::clear_chunk_store(&mgmt::ClearChunkStoreArgs { canister_id: child }).await.map_err(mgmt_error)?;
+async fn install_child_chunked(
+    child: Principal,
+    wasm: Vec<u8>,
+    arg: Vec<u8>,
+) -> Result<usize, CallError> {
+    mgmt::clear_chunk_store(&mgmt::ClearChunkStoreArgs { canister_id: child })
+        .await
+        .map_err(mgmt_error)?;
     let mut hashes = vec![];
     for chunk in wasm.chunks(1 << 20) {
-        let r = mgmt::upload_chunk(&mgmt::UploadChunkArgs { canister_id: child, chunk: chunk.to_vec() })
-            .await
-            .map_err(mgmt_error)?;
+        let r = mgmt::upload_chunk(&mgmt::UploadChunkArgs {
+            canister_id: child,
+            chunk: chunk.to_vec(),
+        })
+        .await
+        .map_err(mgmt_error)?;
         hashes.push(r);
     }
-    let stored = mgmt::stored_chunks(&mgmt::StoredChunksArgs { canister_id: child }).await.map_err(mgmt_error)?;
+    let stored = mgmt::stored_chunks(&mgmt::StoredChunksArgs { canister_id: child })
+        .await
+        .map_err(mgmt_error)?;
     let a = mgmt::InstallChunkedCodeArgs {
         mode: mgmt::CanisterInstallMode::Install,
         target_canister: child,
@@ -488,15 +580,21 @@ async fn install_child_chunked(child: Principal, wasm: Vec<u8>, arg: Vec<u8>) ->
 fn sha256_of(b: &[u8]) -> Vec<u8> {
     // Minimal SHA-256 (test-only; avoids another dependency).
     let k: [u32; 64] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,
-        0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
-        0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
-        0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08,
-        0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
-        0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2,
     ];
-    let mut h: [u32; 8] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
     let mut msg = b.to_vec();
     let bitlen = (b.len() as u64) * 8;
     msg.push(0x80);
@@ -507,22 +605,43 @@ fn sha256_of(b: &[u8]) -> Vec<u8> {
     for block in msg.chunks(64) {
         let mut w = [0u32; 64];
         for i in 0..16 {
-            w[i] = u32::from_be_bytes([block[4 * i], block[4 * i + 1], block[4 * i + 2], block[4 * i + 3]]);
+            w[i] = u32::from_be_bytes([
+                block[4 * i],
+                block[4 * i + 1],
+                block[4 * i + 2],
+                block[4 * i + 3],
+            ]);
         }
         for i in 16..64 {
             let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
             let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
         }
         let mut v = h;
         for i in 0..64 {
             let s1 = v[4].rotate_right(6) ^ v[4].rotate_right(11) ^ v[4].rotate_right(25);
             let ch = (v[4] & v[5]) ^ (!v[4] & v[6]);
-            let t1 = v[7].wrapping_add(s1).wrapping_add(ch).wrapping_add(k[i]).wrapping_add(w[i]);
+            let t1 = v[7]
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(k[i])
+                .wrapping_add(w[i]);
             let s0 = v[0].rotate_right(2) ^ v[0].rotate_right(13) ^ v[0].rotate_right(22);
             let maj = (v[0] & v[1]) ^ (v[0] & v[2]) ^ (v[1] & v[2]);
             let t2 = s0.wrapping_add(maj);
-            v = [t1.wrapping_add(t2), v[0], v[1], v[2], v[3].wrapping_add(t1), v[4], v[5], v[6]];
+            v = [
+                t1.wrapping_add(t2),
+                v[0],
+                v[1],
+                v[2],
+                v[3].wrapping_add(t1),
+                v[4],
+                v[5],
+                v[6],
+            ];
         }
         for i in 0..8 {
             h[i] = h[i].wrapping_add(v[i]);
@@ -543,7 +662,9 @@ pub struct ChildStatus {
 
 #[update]
 async fn child_status(child: Principal) -> Result<ChildStatus, CallError> {
-    let s = mgmt::canister_status(&mgmt::CanisterStatusArgs { canister_id: child }).await.map_err(mgmt_error)?;
+    let s = mgmt::canister_status(&mgmt::CanisterStatusArgs { canister_id: child })
+        .await
+        .map_err(mgmt_error)?;
     Ok(ChildStatus {
         status: format!("{:?}", s.status).to_lowercase(),
         cycles: u128::try_from(s.cycles.0).unwrap_or(0),
@@ -555,43 +676,69 @@ async fn child_status(child: Principal) -> Result<ChildStatus, CallError> {
 }
 
 #[update]
-async fn child_info(child: Principal) -> Result<(u64, Option<Vec<u8>>, Vec<Principal>, u64), CallError> {
-    let r = mgmt::canister_info(&mgmt::CanisterInfoArgs { canister_id: child, num_requested_changes: Some(10) })
-        .await
-        .map_err(mgmt_error)?;
-    Ok((r.total_num_changes, r.module_hash, r.controllers, r.recent_changes.len() as u64))
+async fn child_info(
+    child: Principal,
+) -> Result<(u64, Option<Vec<u8>>, Vec<Principal>, u64), CallError> {
+    let r = mgmt::canister_info(&mgmt::CanisterInfoArgs {
+        canister_id: child,
+        num_requested_changes: Some(10),
+    })
+    .await
+    .map_err(mgmt_error)?;
+    Ok((
+        r.total_num_changes,
+        r.module_hash,
+        r.controllers,
+        r.recent_changes.len() as u64,
+    ))
 }
 
 #[update]
 async fn stop_child(child: Principal) -> Result<(), CallError> {
-    mgmt::stop_canister(&mgmt::StopCanisterArgs { canister_id: child }).await.map_err(mgmt_error)
+    mgmt::stop_canister(&mgmt::StopCanisterArgs { canister_id: child })
+        .await
+        .map_err(mgmt_error)
 }
 
 #[update]
 async fn start_child(child: Principal) -> Result<(), CallError> {
-    mgmt::start_canister(&mgmt::StartCanisterArgs { canister_id: child }).await.map_err(mgmt_error)
+    mgmt::start_canister(&mgmt::StartCanisterArgs { canister_id: child })
+        .await
+        .map_err(mgmt_error)
 }
 
 #[update]
 async fn delete_child(child: Principal) -> Result<(), CallError> {
-    mgmt::delete_canister(&mgmt::DeleteCanisterArgs { canister_id: child }).await.map_err(mgmt_error)
+    mgmt::delete_canister(&mgmt::DeleteCanisterArgs { canister_id: child })
+        .await
+        .map_err(mgmt_error)
 }
 
 #[update]
 async fn uninstall_child(child: Principal) -> Result<(), CallError> {
-    mgmt::uninstall_code(&mgmt::UninstallCodeArgs { canister_id: child }).await.map_err(mgmt_error)
+    mgmt::uninstall_code(&mgmt::UninstallCodeArgs { canister_id: child })
+        .await
+        .map_err(mgmt_error)
 }
 
 #[update]
 async fn deposit(child: Principal, cycles: u128) -> Result<(), CallError> {
-    mgmt::deposit_cycles(&mgmt::DepositCyclesArgs { canister_id: child }, cycles).await.map_err(mgmt_error)
+    mgmt::deposit_cycles(&mgmt::DepositCyclesArgs { canister_id: child }, cycles)
+        .await
+        .map_err(mgmt_error)
 }
 
 #[update]
-async fn set_child_controllers(child: Principal, controllers: Vec<Principal>) -> Result<(), CallError> {
+async fn set_child_controllers(
+    child: Principal,
+    controllers: Vec<Principal>,
+) -> Result<(), CallError> {
     let a = mgmt::UpdateSettingsArgs {
         canister_id: child,
-        settings: mgmt::CanisterSettings { controllers: Some(controllers), ..Default::default() },
+        settings: mgmt::CanisterSettings {
+            controllers: Some(controllers),
+            ..Default::default()
+        },
     };
     mgmt::update_settings(&a).await.map_err(mgmt_error)
 }
@@ -601,8 +748,16 @@ async fn set_child_controllers(child: Principal, controllers: Vec<Principal>) ->
 #[query(composite = true)]
 async fn composite_sum(a: Principal, b: Principal) -> u64 {
     bump(1);
-    let x: u64 = Call::unbounded_wait(a, "get").await.expect("a replies").candid().expect("u64");
-    let y: u64 = Call::bounded_wait(b, "get").await.expect("b replies").candid().expect("u64");
+    let x: u64 = Call::unbounded_wait(a, "get")
+        .await
+        .expect("a replies")
+        .candid()
+        .expect("u64");
+    let y: u64 = Call::bounded_wait(b, "get")
+        .await
+        .expect("b replies")
+        .candid()
+        .expect("u64");
     x + y + counter()
 }
 

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 /// Build `harness/engine/test-canister` for wasm32 (once per test process) and return the module bytes.
@@ -22,11 +25,24 @@ pub fn test_wasm() -> &'static [u8] {
             .env("CARGO_TARGET_DIR", &target)
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .args(["build", "--release", "--target", "wasm32-unknown-unknown", "-p", "engine-test-canister", "--quiet"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-unknown-unknown",
+                "-p",
+                "engine-test-canister",
+                "--quiet",
+            ])
             .output()
             .expect("run cargo");
-        assert!(out.status.success(), "building the test canister failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        std::fs::read(target.join("wasm32-unknown-unknown/release/engine_test_canister.wasm")).expect("wasm file")
+        assert!(
+            out.status.success(),
+            "building the test canister failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read(target.join("wasm32-unknown-unknown/release/engine_test_canister.wasm"))
+            .expect("wasm file")
     })
 }
 
@@ -46,7 +62,14 @@ pub fn engine() -> Engine {
 /// Create and install the test canister with `cycles`.
 pub fn setup_with(e: &mut Engine, cycles: u128) -> Principal {
     let c = e.create_canister(user(), None, cycles).expect("create");
-    e.install_code(user(), c, InstallMode::Install, test_wasm(), &Encode!(&Some(0u64)).unwrap()).expect("install");
+    e.install_code(
+        user(),
+        c,
+        InstallMode::Install,
+        test_wasm(),
+        &Encode!(&Some(0u64)).unwrap(),
+    )
+    .expect("install");
     c
 }
 
@@ -62,11 +85,18 @@ pub fn update<R: CandidType + for<'de> serde::Deserialize<'de>>(
     method: &str,
     arg: Vec<u8>,
 ) -> Result<R, Reject> {
-    e.update_call(user(), c, method, &arg).map(|b| Decode!(&b, R).expect("decode reply"))
+    e.update_call(user(), c, method, &arg)
+        .map(|b| Decode!(&b, R).expect("decode reply"))
 }
 
-pub fn query<R: CandidType + for<'de> serde::Deserialize<'de>>(e: &mut Engine, c: Principal, method: &str, arg: Vec<u8>) -> Result<R, Reject> {
-    e.query_call(user(), c, method, &arg).map(|b| Decode!(&b, R).expect("decode reply"))
+pub fn query<R: CandidType + for<'de> serde::Deserialize<'de>>(
+    e: &mut Engine,
+    c: Principal,
+    method: &str,
+    arg: Vec<u8>,
+) -> Result<R, Reject> {
+    e.query_call(user(), c, method, &arg)
+        .map(|b| Decode!(&b, R).expect("decode reply"))
 }
 
 pub fn none() -> Vec<u8> {
@@ -83,7 +113,13 @@ pub struct CallError {
 pub type CallRes = Result<Vec<u8>, CallError>;
 
 /// Arguments of the test canister's `call` method.
-pub fn call_arg(callee: Principal, method: &str, arg: Vec<u8>, cycles: u128, bounded: bool) -> Vec<u8> {
+pub fn call_arg(
+    callee: Principal,
+    method: &str,
+    arg: Vec<u8>,
+    cycles: u128,
+    bounded: bool,
+) -> Vec<u8> {
     Encode!(&callee, &method.to_string(), &arg, &cycles, &bounded).unwrap()
 }
 
@@ -124,12 +160,15 @@ pub fn name(v: &mut Vec<u8>, s: &str) {
     v.extend_from_slice(s.as_bytes());
 }
 
-
 /// A module whose `canister_heartbeat` grows stable memory by one page per execution, up to 50 pages.
 pub fn heartbeat_module() -> Vec<u8> {
     let mut m = b"\0asm\x01\0\0\0".to_vec();
     // types: 0 (i64) -> i64, 1 () -> i64, 2 () -> ()
-    section(&mut m, 1, vec![3, 0x60, 1, 0x7e, 1, 0x7e, 0x60, 0, 1, 0x7e, 0x60, 0, 0]);
+    section(
+        &mut m,
+        1,
+        vec![3, 0x60, 1, 0x7e, 1, 0x7e, 0x60, 0, 1, 0x7e, 0x60, 0, 0],
+    );
     let mut imp = vec![2];
     for (n, t) in [("stable64_grow", 0u8), ("stable64_size", 1)] {
         name(&mut imp, "ic0");
@@ -144,7 +183,9 @@ pub fn heartbeat_module() -> Vec<u8> {
     exp.extend([0, 2]);
     section(&mut m, 7, exp);
     // if stable64_size() < 50 { drop(stable64_grow(1)) }
-    let body = vec![0, 0x10, 1, 0x42, 50, 0x54, 0x04, 0x40, 0x42, 1, 0x10, 0, 0x1a, 0x0b, 0x0b];
+    let body = vec![
+        0, 0x10, 1, 0x42, 50, 0x54, 0x04, 0x40, 0x42, 1, 0x10, 0, 0x1a, 0x0b, 0x0b,
+    ];
     let mut code = vec![1];
     leb(&mut code, body.len() as u64);
     code.extend(body);
@@ -157,9 +198,19 @@ pub fn heartbeat_module() -> Vec<u8> {
 pub fn loop_module(n: i32) -> Vec<u8> {
     let mut m = b"\0asm\x01\0\0\0".to_vec();
     // types: 0 () -> (), 1 (i32) -> i64, 2 (i32, i32) -> ()
-    section(&mut m, 1, vec![3, 0x60, 0, 0, 0x60, 1, 0x7f, 1, 0x7e, 0x60, 2, 0x7f, 0x7f, 0]);
+    section(
+        &mut m,
+        1,
+        vec![
+            3, 0x60, 0, 0, 0x60, 1, 0x7f, 1, 0x7e, 0x60, 2, 0x7f, 0x7f, 0,
+        ],
+    );
     let mut imp = vec![3];
-    for (n, t) in [("performance_counter", 1u8), ("msg_reply_data_append", 2), ("msg_reply", 0)] {
+    for (n, t) in [
+        ("performance_counter", 1u8),
+        ("msg_reply_data_append", 2),
+        ("msg_reply", 0),
+    ] {
         name(&mut imp, "ic0");
         name(&mut imp, n);
         imp.push(0);
@@ -189,7 +240,6 @@ pub fn loop_module(n: i32) -> Vec<u8> {
     m
 }
 
-
 /// A non-rustc module (no `__stack_pointer` heuristics apply): `canister_update poke` stores 42 at address 100
 /// and traps; `canister_update set` stores 7 and replies; `canister_query peek` replies with the 4 bytes at 100.
 pub fn poke_module() -> Vec<u8> {
@@ -207,14 +257,20 @@ pub fn poke_module() -> Vec<u8> {
     section(&mut m, 3, vec![3, 0, 0, 0]);
     section(&mut m, 5, vec![1, 0, 1]);
     let mut exp = vec![3];
-    for (n, f) in [("canister_update poke", 2u8), ("canister_update set", 3), ("canister_query peek", 4)] {
+    for (n, f) in [
+        ("canister_update poke", 2u8),
+        ("canister_update set", 3),
+        ("canister_query peek", 4),
+    ] {
         name(&mut exp, n);
         exp.extend([0, f]);
     }
     section(&mut m, 7, exp);
     let bodies: [Vec<u8>; 3] = [
         vec![0, 0x41, 0xe4, 0x00, 0x41, 42, 0x36, 2, 0, 0x00, 0x0b],
-        vec![0, 0x41, 0xe4, 0x00, 0x41, 7, 0x36, 2, 0, 0x41, 0, 0x41, 0, 0x10, 0, 0x10, 1, 0x0b],
+        vec![
+            0, 0x41, 0xe4, 0x00, 0x41, 7, 0x36, 2, 0, 0x41, 0, 0x41, 0, 0x10, 0, 0x10, 1, 0x0b,
+        ],
         vec![0, 0x41, 0xe4, 0x00, 0x41, 4, 0x10, 0, 0x10, 1, 0x0b],
     ];
     let mut code = vec![3];
