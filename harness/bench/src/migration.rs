@@ -289,10 +289,19 @@ fn run(p: &Profile) {
         .unwrap_or(0);
     let instr = be_t.instructions + pe_t.instructions;
     if std::env::var_os("BENCH_BREAKDOWN").is_some() {
-        let mut by_method: std::collections::BTreeMap<(String, String), (u64, u64, u64)> = Default::default();
+        let mut by_method: std::collections::BTreeMap<(String, String), (u64, u64, u64)> =
+            Default::default();
         for r in &m.records {
-            let who = if r.canister == be { "backend" } else if r.canister == pid { "personal" } else { "other" };
-            let e = by_method.entry((who.to_string(), format!("{} {:?}", r.method, r.kind))).or_default();
+            let who = if r.canister == be {
+                "backend"
+            } else if r.canister == pid {
+                "personal"
+            } else {
+                "other"
+            };
+            let e = by_method
+                .entry((who.to_string(), format!("{} {:?}", r.method, r.kind)))
+                .or_default();
             e.0 += 1;
             e.1 += r.instructions;
             e.2 += r.bytes_received;
@@ -300,7 +309,10 @@ fn run(p: &Profile) {
         let mut rows: Vec<_> = by_method.into_iter().collect();
         rows.sort_by_key(|(_, v)| std::cmp::Reverse(v.1));
         for ((who, method), (n, instr, bytes)) in rows.iter().take(8) {
-            println!("    {who:8} {method:40} x{n:<5} {instr:>14} instr  {:>8.1} instr/byte received", *instr as f64 / (*bytes).max(1) as f64);
+            println!(
+                "    {who:8} {method:40} x{n:<5} {instr:>14} instr  {:>8.1} instr/byte received",
+                *instr as f64 / (*bytes).max(1) as f64
+            );
         }
     }
     let reserve: FactoryResult<ReserveStatus> = call(
