@@ -1065,29 +1065,25 @@ impl Engine {
         }
     }
 
+    /// A management method whose only argument is the target canister, called by `sender`.
+    fn host_mgmt_on(
+        &mut self,
+        sender: Principal,
+        method: &str,
+        c: Principal,
+    ) -> Result<(), Reject> {
+        self.host_mgmt(sender, method, enc(&CanisterIdRecord { canister_id: c }))
+            .map(|_| ())
+    }
+
     pub fn stop_canister(&mut self, sender: Principal, c: Principal) -> Result<(), Reject> {
-        self.host_mgmt(
-            sender,
-            "stop_canister",
-            enc(&CanisterIdRecord { canister_id: c }),
-        )
-        .map(|_| ())
+        self.host_mgmt_on(sender, "stop_canister", c)
     }
     pub fn start_canister(&mut self, sender: Principal, c: Principal) -> Result<(), Reject> {
-        self.host_mgmt(
-            sender,
-            "start_canister",
-            enc(&CanisterIdRecord { canister_id: c }),
-        )
-        .map(|_| ())
+        self.host_mgmt_on(sender, "start_canister", c)
     }
     pub fn delete_canister(&mut self, sender: Principal, c: Principal) -> Result<(), Reject> {
-        self.host_mgmt(
-            sender,
-            "delete_canister",
-            enc(&CanisterIdRecord { canister_id: c }),
-        )
-        .map(|_| ())
+        self.host_mgmt_on(sender, "delete_canister", c)
     }
     pub fn uninstall_code(&mut self, sender: Principal, c: Principal) -> Result<(), Reject> {
         let a = UninstallCodeArgs {
