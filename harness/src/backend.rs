@@ -65,11 +65,16 @@ pub struct LogLine {
 
 #[derive(Clone, Debug)]
 pub enum FaultAction {
-    Reject { code: u32, message: String },
+    Reject {
+        code: u32,
+        message: String,
+    },
     Trap(String),
     Hold,
     DelayRounds(u32),
     Timeout,
+    /// The callee answers with these raw bytes.
+    Reply(Vec<u8>),
 }
 
 /// An engine fault rule with names already resolved.
@@ -388,6 +393,7 @@ mod embedded {
                 FaultAction::Hold => engine::FaultAction::Hold,
                 FaultAction::DelayRounds(n) => engine::FaultAction::DelayRounds(n),
                 FaultAction::Timeout => engine::FaultAction::Timeout,
+                FaultAction::Reply(bytes) => engine::FaultAction::Reply { bytes },
             };
             let target = match rule.target {
                 Some(p) => engine::FaultTarget::Canister(p),

@@ -453,6 +453,9 @@ pub enum FaultActionSpec {
     Hold,
     DelayRounds(u32),
     Timeout,
+    /// The callee answers with these raw bytes (hex) without running, as a canister whose code was
+    /// replaced could: e.g. a reply bomb.
+    Reply(String),
 }
 
 /// A map that keeps the file's order, with spanned keys.

@@ -1726,6 +1726,14 @@ impl Run<'_> {
             FaultActionSpec::Hold => FaultAction::Hold,
             FaultActionSpec::DelayRounds(n) => FaultAction::DelayRounds(*n),
             FaultActionSpec::Timeout => FaultAction::Timeout,
+            FaultActionSpec::Reply(h) => {
+                let h = codec::interpolate_str(h, span, &self.resolver(scope))
+                    .map_err(StepFail::value)?;
+                let digits = h.trim_start_matches("0x").replace('_', "");
+                FaultAction::Reply(hex::decode(&digits).map_err(|e| {
+                    StepFail::msg(span, format!("fault reply: `{h}` is not hex bytes: {e}"))
+                })?)
+            }
         };
         self.ic
             .add_fault(FaultRule {
@@ -1769,6 +1777,7 @@ fn fault_obs(f: &FaultSpec) -> J {
         FaultActionSpec::Hold => json!("hold"),
         FaultActionSpec::DelayRounds(n) => json!({ "delay_rounds": n }),
         FaultActionSpec::Timeout => json!("timeout"),
+        FaultActionSpec::Reply(h) => json!({ "reply": h }),
     };
     let mut m = Map::new();
     m.insert("target".into(), J::String(f.target.value.clone()));

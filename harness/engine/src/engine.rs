@@ -651,6 +651,7 @@ impl Engine {
         if let Some((_, action)) = self.match_fault(sender, canister, method) {
             match action {
                 FaultAction::Reject { code, message } => return Err(Reject::new(code, message)),
+                FaultAction::Reply { bytes } => return Ok(bytes),
                 FaultAction::Trap { message } => {
                     return Err(trap_reject(
                         canister,
@@ -1952,6 +1953,9 @@ impl Engine {
                 }
                 let r = trap_reject(req.receiver, &t, 0);
                 self.respond(&req.origin, req.sender, Err(r), req.cycles);
+            }
+            FaultAction::Reply { bytes } => {
+                self.respond(&req.origin, req.sender, Ok(bytes), req.cycles);
             }
             FaultAction::Hold => {
                 req.exempt = true;

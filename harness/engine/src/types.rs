@@ -366,6 +366,11 @@ pub enum FaultAction {
     DelayRounds(u32),
     /// The message is lost: bounded-wait callers get code 6 at their deadline.
     Timeout,
+    /// The callee answers with these bytes without running: what a canister whose code someone
+    /// replaced could answer (a malformed or oversized Candid reply, say).
+    Reply {
+        bytes: Vec<u8>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
