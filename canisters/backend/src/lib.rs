@@ -46,14 +46,14 @@ fn init(arg: BackendInit) {
     {
         // An empty reserve is already low: say so from the start.
         factory::service::check_reserve_alert(ic_cdk::api::time());
-        factory::driver::start();
+        factory::timers::start();
     }
 }
 
 #[ic_cdk::pre_upgrade]
 fn pre_upgrade() {
     #[cfg(feature = "personal_canister_creation")]
-    factory::driver::guard_upgrade();
+    factory::timers::guard_upgrade();
 }
 
 /// Everything lives in stable structures; an upgrade only adds the admins it names and re-arms the
@@ -64,7 +64,7 @@ fn post_upgrade(arg: Option<BackendInit>) {
         admin::add(a);
     }
     #[cfg(feature = "personal_canister_creation")]
-    factory::driver::start();
+    factory::timers::start();
 }
 
 /// Drops ingress that would be refused anyway before it costs the canister anything: the anonymous

@@ -99,6 +99,46 @@ pub enum FactoryErrorKind {
     HandoffUnconfirmed {
         controllers: Vec<Principal>,
     },
+    /// The management canister shows the factory is no longer a controller of the canister it is
+    /// migrating into (`by`: who changed the controllers, when the history names them).
+    ControlLost {
+        controllers: Vec<Principal>,
+        by: Option<Principal>,
+    },
+    /// The management canister shows a module other than the one the factory installed, or a code
+    /// change (install, upgrade, uninstall, snapshot load) by someone other than the factory.
+    ModuleChanged {
+        expected: Option<String>,
+        actual: Option<String>,
+        by: Option<Principal>,
+    },
+    /// More changes happened since the last check than canister history keeps: the chain of control
+    /// cannot be proven.
+    HistoryGap {
+        checked: u64,
+        total: u64,
+    },
+    /// A step trapped `times` times in a row (a trap rolls back the step, so it would run forever).
+    StepTrapped {
+        stage: CreationState,
+        times: u32,
+    },
+    /// An admin cancelled the job.
+    Cancelled {
+        by: Principal,
+    },
+    /// The personal canister answered with bytes that do not decode, within the decoding quotas, as
+    /// the expected reply.
+    BadReply {
+        method: String,
+        message: String,
+    },
+    /// The factory's create_canister call for this job has not answered yet; try again in a moment.
+    CreateInFlight,
+    /// An amount would leave the range the factory can account for.
+    Overflow {
+        what: String,
+    },
     /// The backend was upgraded (skipping its in-flight guard) while create_canister was in flight: a
     /// canister may exist that the factory never learned of. An admin must check before retrying.
     CreateOutcomeUnknown,
@@ -114,6 +154,19 @@ pub struct FactoryError {
     pub message: String,
     /// The stage the error happened in, for job failures.
     pub stage: Option<CreationState>,
+}
+
+impl FactoryErrorKind {
+    /// What the management canister found wrong with a canister the user co-controls. Such a job is
+    /// never retried: the canister is no longer what the factory made.
+    pub fn is_tamper(&self) -> bool {
+        matches!(
+            self,
+            FactoryErrorKind::ControlLost { .. }
+                | FactoryErrorKind::ModuleChanged { .. }
+                | FactoryErrorKind::HistoryGap { .. }
+        )
+    }
 }
 
 impl FactoryError {

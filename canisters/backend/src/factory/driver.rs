@@ -1,29 +1,34 @@
-//! Drives jobs with timers. A periodic tick leases runnable jobs (at most `max_concurrent_jobs` at once)
-//! and runs each in its own timer task; a task walks its job through the stages, each step "once": it
-//! reads the facts persisted so far, acts, and persists what it learned before anything else, so a
-//! retry, a resumed task or an upgrade never repeats a side effect.
+//! Walks jobs through their stages. A tick leases runnable jobs to tasks (`lease_runnable`); a task
+//! (`run`) owns its job through the epoch of its lease and acts only while that epoch is stored: after
+//! every await it re-reads the job and stops if anyone (a newer task, a retry, a cancel, a cleanup)
+//! moved it, and every save is a compare-and-swap on the epoch that renews the lease. Each step is
+//! "once": it reads the facts persisted so far, acts, and persists what it learned before anything
+//! else, so a retry, a resumed task or an upgrade never repeats a side effect. What the user's
+//! co-controlled canister is running is confirmed through the management canister (`control`), never
+//! taken from the canister itself, whose replies are decoded with quotas.
 
 use super::api::*;
-use super::failpoints::hit;
-use super::ic;
-use super::repo::{self, BlobCursor, Job};
-use candid::Principal;
+use super::control::{self, Control};
+use super::log;
+use super::repo::{self, BlobCursor, Custody, Job};
+use super::runtime::{CallErr, Runtime};
+use candid::utils::ArgumentEncoder;
+use candid::{CandidType, Principal};
 use capsule::transfer::{
-    export, ConnectionBatch, ImportAck, ImportBegin, ImportStatus, MemoryBatch,
+    export, ConnectionBatch, ImportAck, ImportBegin, ImportPhase, ImportStatus, MemoryBatch,
 };
 use capsule::{CapsuleStatus, Manifest};
 use ic_management_canister_types::CanisterInstallMode;
-use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
-use std::time::Duration;
+use serde::de::DeserializeOwned;
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 
 /// The personal canister API major version this factory imports into.
 pub const PERSONAL_API_MAJOR: u32 = 1;
 
-const TICK: Duration = Duration::from_secs(5);
-/// A lease outlives any single call (bounded-wait calls time out within 300 s); a task that trapped
-/// loses its lease after this long and the tick starts the job again from its persisted facts.
-const LEASE_NANOS: u64 = 600 * 1_000_000_000;
+/// A lease outlives any single bounded-wait call (they time out within 300 s) and is renewed by every
+/// save; a task that trapped loses it after this long and the job's next task resumes from its facts.
+pub const LEASE_NANOS: u64 = 600 * 1_000_000_000;
 const BACKOFF_BASE_NANOS: u64 = 2 * 1_000_000_000;
 const BACKOFF_CAP_NANOS: u64 = 60 * 1_000_000_000;
 /// Cycles kept for the factory's own operation on top of what a creation attaches.
@@ -32,179 +37,421 @@ const OPERATING_MARGIN: u128 = 100_000_000_000;
 const BATCH_BYTES: usize = 1_800_000;
 const BATCH_COUNT: usize = 500;
 const CONNECTION_BATCH: usize = 500;
+/// Replies of the personal canister are small records; a reply that costs more to decode (or to skip)
+/// than this is refused instead of burning the factory's instructions.
+const DECODING_QUOTA: usize = 200_000;
+const SKIPPING_QUOTA: usize = 10_000;
 
 thread_local! {
-    static LEASES: RefCell<BTreeMap<Principal, u64>> = const { RefCell::new(BTreeMap::new()) };
-    static CREATES_IN_FLIGHT: Cell<u32> = const { Cell::new(0) };
+    /// Users whose create_canister call is in flight. Heap only: an upgrade is refused while it is not
+    /// empty, and a task trapping in the callback leaves through `InFlight`'s drop.
+    static CREATING: RefCell<BTreeSet<Principal>> = const { RefCell::new(BTreeSet::new()) };
 }
 
-fn now() -> u64 {
-    ic_cdk::api::time()
-}
+/// Marks a user's create_canister call in flight for as long as it lives.
+struct InFlight(Principal);
 
-/// Arms the periodic tick and runs one right away (init and post_upgrade).
-pub fn start() {
-    ic_cdk_timers::set_timer_interval(TICK, || async { tick() });
-    kick();
-}
-
-/// Runs a tick as soon as possible: after a job was queued or a task finished.
-pub fn kick() {
-    ic_cdk_timers::set_timer(Duration::ZERO, async { tick() });
-}
-
-/// Refuses an upgrade while create_canister is in flight: its reply would be lost with the heap, and
-/// with it the id of a canister the factory paid for. Stop the canister first, or retry shortly.
-pub fn guard_upgrade() {
-    let n = CREATES_IN_FLIGHT.with(|c| c.get());
-    if n > 0 {
-        ic_cdk::trap(format!(
-            "upgrade refused: {n} create_canister call(s) in flight; stop the backend first (stop_canister waits for them) or retry in a moment"
-        ));
+impl InFlight {
+    fn enter(user: Principal) -> Self {
+        CREATING.with(|c| c.borrow_mut().insert(user));
+        InFlight(user)
     }
 }
 
-pub fn active_leases() -> usize {
-    LEASES.with(|l| l.borrow().len())
-}
-
-fn tick() {
-    let now = now();
-    let cap = repo::state().max_concurrent_jobs as usize;
-    let leased: Vec<Principal> = LEASES.with(|l| {
-        let mut l = l.borrow_mut();
-        l.retain(|_, until| *until > now);
-        l.keys().copied().collect()
-    });
-    let free = cap.saturating_sub(leased.len());
-    if free == 0 {
-        return;
-    }
-    let runnable: Vec<Principal> = repo::active_jobs()
-        .into_iter()
-        .filter(|j| j.next_attempt_at <= now && !leased.contains(&j.user))
-        .map(|j| j.user)
-        .take(free)
-        .collect();
-    for user in runnable {
-        LEASES.with(|l| l.borrow_mut().insert(user, now + LEASE_NANOS));
-        ic_cdk_timers::set_timer(Duration::ZERO, run(user));
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        CREATING.with(|c| c.borrow_mut().remove(&self.0));
     }
 }
 
-/// Walks one job through its stages until it completes, fails, or waits for a retry.
-async fn run(user: Principal) {
-    while let Some(mut job) = repo::job(user) {
-        if !job.state.is_active() || job.next_attempt_at > now() {
-            break;
-        }
-        let stage = job.state;
-        match step(&mut job).await {
-            Ok(next) => advance(&mut job, next),
-            Err(err) => {
-                let transient = matches!(&err.kind, FactoryErrorKind::CallRejected { code, .. } if matches!(code, 2 | 5 | 6));
-                let max = repo::state().max_step_attempts;
-                if transient && job.attempts + 1 < max {
-                    job.attempts += 1;
-                    job.last_error = Some(err.at(stage));
-                    let backoff =
-                        (BACKOFF_BASE_NANOS << job.attempts.min(16)).min(BACKOFF_CAP_NANOS);
-                    job.next_attempt_at = now() + backoff;
-                    job.updated_at = now();
-                    repo::save_job(&job);
-                    ic_cdk::println!(
-                        "job {user}: {} failed (attempt {}), retrying: {}",
-                        stage.name(),
-                        job.attempts,
-                        job.last_error
-                            .as_ref()
-                            .map(|e| e.message.as_str())
-                            .unwrap_or("")
-                    );
-                } else {
-                    fail(&mut job, err.at(stage));
-                }
-                break;
-            }
-        }
-    }
-    LEASES.with(|l| l.borrow_mut().remove(&user));
-    kick();
+/// Whether the factory is waiting for create_canister on this user's behalf.
+pub fn create_in_flight(user: Principal) -> bool {
+    CREATING.with(|c| c.borrow().contains(&user))
 }
 
-fn advance(job: &mut Job, next: CreationState) {
-    ic_cdk::println!("job {}: {} -> {}", job.user, job.state.name(), next.name());
-    job.state = next;
-    job.attempts = 0;
-    job.last_error = None;
-    job.updated_at = now();
-    repo::save_job(job);
-    repo::sync_registry(job);
-    if next == CreationState::Completed {
-        repo::update_state(|s| s.succeeded += 1);
+pub fn creates_in_flight() -> usize {
+    CREATING.with(|c| c.borrow().len())
+}
+
+/// A task's claim on one job: it may act while the job's stored epoch is `epoch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Task {
+    pub user: Principal,
+    pub epoch: u64,
+}
+
+/// Why a step did not reach its next stage.
+#[derive(Debug, PartialEq, Eq)]
+enum Halt {
+    Failed(FactoryError),
+    /// The job moved on under the task (a newer lease, a retry, a cancel): the task stops, touching nothing.
+    Stale,
+}
+
+impl From<FactoryError> for Halt {
+    fn from(e: FactoryError) -> Self {
+        Halt::Failed(e)
     }
 }
 
-/// Marks the job Failed, keeps its canister for a retry or a cleanup, and unlocks the capsule, which
-/// the factory never modified.
-pub fn fail(job: &mut Job, err: FactoryError) {
-    ic_cdk::println!(
-        "job {}: failed at {}: {}",
-        job.user,
-        err.stage.map(|s| s.name()).unwrap_or("?"),
-        err.message
-    );
-    let stage = err.stage.unwrap_or(job.state);
-    job.state = CreationState::Failed;
-    job.last_error = Some(err);
-    job.updated_at = now();
-    repo::save_job(job);
-    repo::sync_registry(job);
-    repo::update_state(|s| {
-        s.failed += 1;
-        match s.failed_by_stage.iter_mut().find(|(st, _)| *st == stage) {
-            Some((_, n)) => *n += 1,
-            None => s.failed_by_stage.push((stage, 1)),
-        }
-    });
-    // Once the import is finalized the copy is complete and verified and only the handoff remains: the
-    // capsule stays locked so that a retry hands over exactly what was copied. Before that it unlocks.
-    if !job.cursor.finalized {
-        capsule::service::set_status(job.user, CapsuleStatus::Active);
+impl From<CallErr> for Halt {
+    fn from(e: CallErr) -> Self {
+        Halt::Failed(e.into())
     }
 }
 
-async fn step(job: &mut Job) -> FactoryResult<CreationState> {
-    match job.state {
-        CreationState::NotStarted => Ok(CreationState::Exporting),
-        CreationState::Exporting => export_once(job).await,
-        CreationState::Creating => create_once(job).await,
-        CreationState::Installing => install_once(job).await,
-        CreationState::Importing => import_once(job).await,
-        CreationState::Verifying => verify_once(job).await,
-        CreationState::Completed | CreationState::Failed => Ok(job.state),
-    }
-}
-
-fn save(job: &mut Job) {
-    job.updated_at = now();
-    repo::save_job(job);
-}
+type Step<T> = Result<T, Halt>;
 
 fn err(kind: FactoryErrorKind, message: impl Into<String>) -> FactoryError {
     FactoryError::new(kind, message)
 }
 
+// ---- leases ---------------------------------------------------------------------------------------
+
+/// Leases runnable jobs to new tasks, keeping at most `max_concurrent_jobs` held at once.
+pub fn lease_runnable(now: u64) -> Vec<Task> {
+    let cap = repo::state().max_concurrent_jobs as usize;
+    let jobs = repo::active_jobs();
+    let busy = |j: &Job| j.is_leased(now) || create_in_flight(j.user);
+    let held = jobs.iter().filter(|j| busy(j)).count();
+    jobs.into_iter()
+        .filter(|j| !busy(j) && !j.is_cleaning() && j.next_attempt_at <= now)
+        .take(cap.saturating_sub(held))
+        .map(|mut job| {
+            let lease = job.lease.get_or_insert_with(Default::default);
+            lease.epoch += 1;
+            lease.until = now + LEASE_NANOS;
+            let task = Task {
+                user: job.user,
+                epoch: lease.epoch,
+            };
+            repo::save_job(&job);
+            task
+        })
+        .collect()
+}
+
+/// After an upgrade no task survives: their leases are void, and a step they were in did not trap.
+pub fn release_all_leases() {
+    for mut job in repo::active_jobs() {
+        if let Some(lease) = job.lease.as_mut() {
+            lease.until = 0;
+            lease.in_step = None;
+            repo::save_job(&job);
+        }
+    }
+}
+
+/// The job as stored, if it is still this task's to act on.
+fn current(task: Task) -> Option<Job> {
+    repo::job(task.user).filter(|j| j.epoch() == task.epoch && j.state.is_active())
+}
+
+/// The task's view of its job and the world: every re-read and save goes through here.
+struct Cx<'a, R> {
+    rt: &'a R,
+    task: Task,
+}
+
+impl<R: Runtime> Cx<'_, R> {
+    /// Re-reads the job after an await: it must still be this task's.
+    fn fresh(&self, job: &mut Job) -> Step<()> {
+        *job = current(self.task).ok_or(Halt::Stale)?;
+        Ok(())
+    }
+
+    /// Saves the task's copy if the stored job is still this task's, and renews the lease.
+    fn save(&self, job: &mut Job) -> Step<()> {
+        current(self.task).ok_or(Halt::Stale)?;
+        let now = self.rt.now();
+        job.updated_at = now;
+        job.lease.get_or_insert_with(Default::default).until = now + LEASE_NANOS;
+        repo::save_job(job);
+        Ok(())
+    }
+
+    async fn failpoint(&self, job: &mut Job, site: &str) -> Step<()> {
+        let r = self.rt.failpoint(site).await;
+        self.fresh(job)?;
+        Ok(r?)
+    }
+}
+
+// ---- the task -------------------------------------------------------------------------------------
+
+/// Walks one job through its stages until it completes, fails, waits for a retry, or is taken from
+/// the task. Releases the lease if it is still the task's.
+pub async fn run<R: Runtime>(rt: &R, task: Task) {
+    let cx = Cx { rt, task };
+    while let Some(job) = current(task) {
+        if job.next_attempt_at > rt.now() || !run_step(&cx, job).await {
+            break;
+        }
+    }
+    if let Some(mut job) = current(task) {
+        if let Some(lease) = job.lease.as_mut() {
+            lease.until = 0;
+        }
+        repo::save_job(&job);
+    }
+}
+
+/// Runs the job's current stage once; whether the task should go on with the next.
+async fn run_step<R: Runtime>(cx: &Cx<'_, R>, mut job: Job) -> bool {
+    let stage = job.state;
+    let max = repo::state().max_step_attempts;
+    // The attempt marker, persisted before the step's first await: a later task that finds it knows
+    // this step trapped (a trap rolls back everything after the last await, the marker included).
+    let lease = job.lease.get_or_insert_with(Default::default);
+    if lease.in_step == Some(stage) {
+        lease.traps += 1;
+    } else {
+        lease.in_step = Some(stage);
+        lease.traps = 0;
+    }
+    let traps = lease.traps;
+    if traps >= max {
+        let e = err(
+            FactoryErrorKind::StepTrapped {
+                stage,
+                times: traps,
+            },
+            format!(
+                "{} trapped {traps} times in a row; the job stops instead of looping",
+                stage.name()
+            ),
+        );
+        fail_job(&mut job, e.at(stage), cx.rt.now());
+        return false;
+    }
+    if cx.save(&mut job).is_err() {
+        return false;
+    }
+    let result = step(cx, &mut job).await;
+    if let Some(lease) = job.lease.as_mut() {
+        lease.in_step = None;
+    }
+    match result {
+        Err(Halt::Stale) => false,
+        Ok(next) => advance(cx, &mut job, next).is_ok() && next.is_active(),
+        Err(Halt::Failed(e)) => {
+            let transient = matches!(&e.kind, FactoryErrorKind::CallRejected { code, .. } if matches!(code, 2 | 5 | 6));
+            if transient && job.attempts + 1 < max {
+                let now = cx.rt.now();
+                job.attempts += 1;
+                job.last_error = Some(e.at(stage));
+                let backoff = (BACKOFF_BASE_NANOS << job.attempts.min(16)).min(BACKOFF_CAP_NANOS);
+                job.next_attempt_at = now + backoff;
+                if cx.save(&mut job).is_ok() {
+                    log(&format!(
+                        "job {}: {} failed (attempt {}), retrying: {}",
+                        job.user,
+                        stage.name(),
+                        job.attempts,
+                        job.last_error.as_ref().map_or("", |e| e.message.as_str())
+                    ));
+                }
+                return false;
+            }
+            if stage == CreationState::Importing
+                && detect_finalized(cx, &mut job).await == Err(Halt::Stale)
+            {
+                return false;
+            }
+            if current(cx.task).is_some() {
+                fail_job(&mut job, e.at(stage), cx.rt.now());
+            }
+            false
+        }
+    }
+}
+
+fn advance<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job, next: CreationState) -> Step<()> {
+    log(&format!(
+        "job {}: {} -> {}",
+        job.user,
+        job.state.name(),
+        next.name()
+    ));
+    job.state = next;
+    job.attempts = 0;
+    job.last_error = None;
+    if let Some(lease) = job.lease.as_mut() {
+        lease.traps = 0;
+    }
+    cx.save(job)?;
+    repo::sync_registry(job);
+    if next == CreationState::Completed {
+        repo::update_state(|s| s.succeeded = s.succeeded.saturating_add(1));
+    }
+    Ok(())
+}
+
+/// Marks an active job Failed and keeps its canister for a retry or a cleanup. The capsule, which the
+/// factory never modified, unlocks, unless the import was finalized (the copy is verified and only the
+/// handoff remains) and nothing was tampered with. A job that is no longer active is left alone.
+pub fn fail_job(job: &mut Job, err: FactoryError, now: u64) {
+    if !repo::job(job.user).is_some_and(|j| j.state.is_active()) {
+        return;
+    }
+    log(&format!(
+        "job {}: failed at {}: {}",
+        job.user,
+        err.stage.map(|s| s.name()).unwrap_or("?"),
+        err.message
+    ));
+    let stage = err.stage.unwrap_or(job.state);
+    let keep_locked = job.cursor.finalized && !err.kind.is_tamper();
+    job.state = CreationState::Failed;
+    job.last_error = Some(err);
+    job.updated_at = now;
+    if let Some(lease) = job.lease.as_mut() {
+        lease.until = 0;
+        lease.in_step = None;
+        lease.traps = 0;
+    }
+    repo::save_job(job);
+    repo::sync_registry(job);
+    repo::update_state(|s| {
+        s.failed = s.failed.saturating_add(1);
+        match s.failed_by_stage.iter_mut().find(|(st, _)| *st == stage) {
+            Some((_, n)) => *n = n.saturating_add(1),
+            None => s.failed_by_stage.push((stage, 1)),
+        }
+    });
+    if !keep_locked && capsule::service::status_of(job.user) == CapsuleStatus::Locked {
+        capsule::service::set_status(job.user, CapsuleStatus::Active);
+    }
+}
+
+async fn step<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<CreationState> {
+    match job.state {
+        CreationState::NotStarted => Ok(CreationState::Exporting),
+        CreationState::Exporting => export_once(cx, job).await,
+        CreationState::Creating => create_once(cx, job).await,
+        CreationState::Installing => install_once(cx, job).await,
+        CreationState::Importing => import_once(cx, job).await,
+        CreationState::Verifying => verify_once(cx, job).await,
+        CreationState::Completed | CreationState::Failed => Ok(job.state),
+    }
+}
+
+// ---- the trusted witness and the untrusted callee -------------------------------------------------
+
+/// Confirms through the management canister that the chain of control is unbroken and, with
+/// `check_module`, that the pinned module runs; records how far the history is verified.
+async fn confirm<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job, check_module: bool) -> Step<Control> {
+    let id = canister_of(job)?;
+    let info = cx.rt.canister_info(id).await;
+    cx.fresh(job)?;
+    let custody = job.custody();
+    let pinned = custody
+        .module_sha256
+        .as_ref()
+        .map(|h| h.as_slice())
+        .filter(|_| check_module);
+    let verdict = control::check(
+        &info?,
+        cx.rt.factory(),
+        job.user,
+        pinned,
+        custody.changes_checked,
+    )?;
+    if let Control::Held { checked } = verdict {
+        if checked != custody.changes_checked {
+            job.custody = Some(Custody {
+                changes_checked: checked,
+                ..custody
+            });
+            cx.save(job)?;
+        }
+    }
+    Ok(verdict)
+}
+
+/// A failed call to or about the job's canister: if the management canister shows someone else changed
+/// the canister's code or controllers, that is the error; otherwise the call's own. (The module is not
+/// compared: the failed call may have been the factory's own install.)
+async fn explain<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job, e: FactoryError) -> Halt {
+    match confirm(cx, job, false).await {
+        Err(Halt::Failed(found)) if found.kind.is_tamper() => Halt::Failed(found),
+        Err(Halt::Stale) => Halt::Stale,
+        _ => Halt::Failed(e),
+    }
+}
+
+/// Decodes a reply of the personal canister, which the user may have replaced, within quotas.
+fn decode_reply<T: CandidType + DeserializeOwned>(
+    method: &str,
+    bytes: &[u8],
+) -> Result<T, FactoryError> {
+    let mut config = candid::de::DecoderConfig::new();
+    config.set_decoding_quota(DECODING_QUOTA);
+    config.set_skipping_quota(SKIPPING_QUOTA);
+    candid::utils::decode_one_with_config(bytes, &config).map_err(|e| {
+        err(
+            FactoryErrorKind::BadReply {
+                method: method.into(),
+                message: e.to_string(),
+            },
+            format!("{method} answered with an unacceptable reply: {e}"),
+        )
+    })
+}
+
+/// Calls the personal canister and decodes its reply with quotas.
+async fn personal<R: Runtime, A: ArgumentEncoder, T: CandidType + DeserializeOwned>(
+    cx: &Cx<'_, R>,
+    job: &mut Job,
+    method: &str,
+    args: A,
+) -> Step<T> {
+    let id = canister_of(job)?;
+    let arg = candid::encode_args(args).expect("encode arguments");
+    let reply = cx.rt.call_personal(id, method, arg).await;
+    cx.fresh(job)?;
+    match reply {
+        Ok(bytes) => Ok(decode_reply(method, &bytes)?),
+        Err(e) => Err(explain(cx, job, e.into()).await),
+    }
+}
+
+/// An import call: the personal canister's typed error becomes `ImportRejected`.
+async fn import_call<R: Runtime, A: ArgumentEncoder, T: CandidType + DeserializeOwned>(
+    cx: &Cx<'_, R>,
+    job: &mut Job,
+    method: &str,
+    args: A,
+) -> Step<T> {
+    let r: Result<T, capsule::Error> = personal(cx, job, method, args).await?;
+    r.map_err(|e| {
+        let message = format!("{method}: {}", e.message);
+        Halt::Failed(err(
+            FactoryErrorKind::ImportRejected {
+                method: method.into(),
+                error: Box::new(e),
+            },
+            message,
+        ))
+    })
+}
+
+fn canister_of(job: &Job) -> Result<Principal, FactoryError> {
+    job.canister_id
+        .ok_or_else(|| err(FactoryErrorKind::CanisterMissing, "the job has no canister"))
+}
+
 // ---- Exporting ------------------------------------------------------------------------------------
 
-async fn export_once(job: &mut Job) -> FactoryResult<CreationState> {
-    hit("export.before").await?;
+async fn export_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<CreationState> {
+    cx.failpoint(job, "export.before").await?;
     let user = job.user;
     let Some(manifest) = capsule::manifest::of(user) else {
         return Err(err(
             FactoryErrorKind::NoCapsule,
             "the user has no capsule to move",
-        ));
+        )
+        .into());
     };
     capsule::service::set_status(user, CapsuleStatus::Locked);
     if job.expected.is_none() {
@@ -215,15 +462,15 @@ async fn export_once(job: &mut Job) -> FactoryResult<CreationState> {
             ..Progress::default()
         };
         job.expected = Some(manifest);
-        save(job);
+        cx.save(job)?;
     }
-    hit("export.after").await?;
+    cx.failpoint(job, "export.after").await?;
     Ok(CreationState::Creating)
 }
 
 // ---- Creating -------------------------------------------------------------------------------------
 
-async fn create_once(job: &mut Job) -> FactoryResult<CreationState> {
+async fn create_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<CreationState> {
     if job.canister_id.is_some() {
         return Ok(CreationState::Installing);
     }
@@ -231,113 +478,162 @@ async fn create_once(job: &mut Job) -> FactoryResult<CreationState> {
         return Err(err(
             FactoryErrorKind::CreateOutcomeUnknown,
             "the backend was upgraded while create_canister was in flight; check for an untracked canister, then retry",
-        ));
+        ).into());
     }
-    hit("create.before").await?;
+    cx.failpoint(job, "create.before").await?;
     let st = repo::state();
     let cycles = st.cycles_per_canister;
-    let required = st.min_reserve + cycles;
-    if st.reserve < required {
+    // Saturating: a min_reserve at the top of the range must refuse, not wrap into a small number.
+    let required = st.min_reserve.saturating_add(cycles);
+    if st.reserve < required || required == u128::MAX {
+        let required = candid::Nat::from(st.min_reserve) + candid::Nat::from(cycles);
         return Err(err(
-            FactoryErrorKind::ReserveInsufficient { reserve: st.reserve.into(), required: required.into() },
-            format!("the cycles reserve holds {} but a creation needs {} ({} for the canister + {} minimum reserve); an admin must top it up", st.reserve, required, cycles, st.min_reserve),
-        ));
+            FactoryErrorKind::ReserveInsufficient { reserve: st.reserve.into(), required: required.clone() },
+            format!("the cycles reserve holds {} but a creation needs {} ({cycles} for the canister + {} minimum reserve); an admin must top it up", st.reserve, required.0, st.min_reserve),
+        ).into());
     }
-    let balance = ic_cdk::api::canister_liquid_cycle_balance();
-    if balance < cycles + OPERATING_MARGIN {
+    let balance = cx.rt.liquid_balance();
+    let needed = cycles.saturating_add(OPERATING_MARGIN);
+    if balance < needed {
         return Err(err(
             FactoryErrorKind::BalanceInsufficient {
                 balance: balance.into(),
-                required: (cycles + OPERATING_MARGIN).into(),
+                required: needed.into(),
             },
             format!(
                 "the backend's cycle balance {balance} cannot fund a canister of {cycles} cycles"
             ),
-        ));
+        )
+        .into());
     }
     // Earmark the cycles in the same message as the preflight, so concurrent jobs cannot overdraw.
     repo::update_state(|s| s.reserve -= cycles);
     job.create_in_flight = true;
-    save(job);
-    CREATES_IN_FLIGHT.with(|c| c.set(c.get() + 1));
-    let created = ic::create_canister(vec![ic_cdk::api::canister_self(), job.user], cycles).await;
-    CREATES_IN_FLIGHT.with(|c| c.set(c.get() - 1));
-    job.create_in_flight = false;
-    let canister_id = match created {
-        Ok(id) => id,
-        Err(e) => {
-            // The IC refunds the attached cycles of a rejected call: give them back to the reserve.
-            repo::update_state(|s| s.reserve += cycles);
-            save(job);
-            return Err(e.into());
-        }
+    cx.save(job)?;
+    let user = job.user;
+    let created = {
+        let _in_flight = InFlight::enter(user);
+        cx.rt
+            .create_canister(vec![cx.rt.factory(), user], cycles)
+            .await
     };
-    // Persisted in the same message as the reply: the id is never lost.
-    job.canister_id = Some(canister_id);
-    job.cycles_spent += cycles;
-    save(job);
-    let t = now();
-    repo::save_entry(RegistryEntry {
-        canister_id,
-        created_by: job.user,
-        created_at: t,
-        status: CreationState::Creating,
-        cycles_consumed: cycles.into(),
-        updated_at: t,
-        deleted: false,
-    });
-    repo::update_state(|s| s.total_consumed += cycles);
-    super::service::check_reserve_alert(t);
-    hit("create.after").await?;
+    // The answer is a fact whatever happened to the job meanwhile: record it before anything else.
+    record_created(user, &created, cycles, cx.rt.now());
+    cx.fresh(job)?;
+    let id = created?;
+    super::service::check_reserve_alert(cx.rt.now());
+    if job.canister_id != Some(id) {
+        // The job already had another canister (set by a task this one outlived): this one stays in
+        // the registry, known and marked Failed, for an admin to delete.
+        return Err(Halt::Stale);
+    }
+    cx.failpoint(job, "create.after").await?;
     Ok(CreationState::Installing)
+}
+
+/// Writes create_canister's outcome into the stored job and the registry, in the message of the reply.
+fn record_created(user: Principal, created: &Result<Principal, CallErr>, cycles: u128, now: u64) {
+    let mut job = repo::job(user);
+    if let Some(job) = job.as_mut() {
+        job.create_in_flight = false;
+    }
+    match created {
+        Ok(id) => {
+            let adopted = match job.as_mut() {
+                Some(job) if job.canister_id.is_none() => {
+                    job.canister_id = Some(*id);
+                    job.cycles_spent = job.cycles_spent.saturating_add(cycles);
+                    true
+                }
+                _ => false,
+            };
+            repo::save_entry(RegistryEntry {
+                canister_id: *id,
+                created_by: user,
+                created_at: now,
+                status: if adopted {
+                    CreationState::Creating
+                } else {
+                    CreationState::Failed
+                },
+                cycles_consumed: cycles.into(),
+                updated_at: now,
+                deleted: false,
+            });
+            repo::update_state(|s| s.total_consumed = s.total_consumed.saturating_add(cycles));
+        }
+        // The IC refunds the attached cycles of a rejected call: give them back to the reserve.
+        Err(_) => repo::update_state(|s| s.reserve = s.reserve.saturating_add(cycles)),
+    }
+    if let Some(job) = job {
+        repo::save_job(&job);
+    }
 }
 
 // ---- Installing -----------------------------------------------------------------------------------
 
-fn canister_of(job: &Job) -> FactoryResult<Principal> {
-    job.canister_id
-        .ok_or_else(|| err(FactoryErrorKind::CanisterMissing, "the job has no canister"))
-}
-
-async fn install_once(job: &mut Job) -> FactoryResult<CreationState> {
+async fn install_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<CreationState> {
     let id = canister_of(job)?;
     let Some((wasm, sha)) = repo::active_wasm() else {
         return Err(err(
             FactoryErrorKind::NoPersonalWasm,
             "no personal canister WASM is active; an admin must upload one",
-        ));
+        )
+        .into());
     };
-    hit("install.before").await?;
-    let installed = ic::module_hash(id).await?;
+    cx.failpoint(job, "install.before").await?;
+    confirm(cx, job, false).await?;
+    let installed = cx.rt.module_hash(id).await;
+    cx.fresh(job)?;
+    let installed = match installed {
+        Ok(h) => h,
+        Err(e) => return Err(explain(cx, job, e.into()).await),
+    };
     let mode = match installed {
         None => Some(CanisterInstallMode::Install),
-        Some(hash) if hash == sha && !job.needs_reinstall => None,
+        // The module is the active one: reinstall unless the canister says nothing was imported yet.
+        Some(hash) if hash == sha && import_untouched(cx, job).await? => None,
         Some(_) => Some(CanisterInstallMode::Reinstall),
     };
+    // Pinned before the module is sent: every later check compares with what was installed.
+    job.custody = Some(Custody {
+        module_sha256: Some(sha.clone().into()),
+        ..job.custody()
+    });
     if let Some(mode) = mode {
+        job.cursor = Default::default();
+        cx.save(job)?;
         let init = capsule::transfer::PersonalInit {
             owner: job.user,
-            importer: Some(ic_cdk::api::canister_self()),
+            importer: Some(cx.rt.factory()),
         };
         let arg = candid::encode_one(init).expect("encode init");
-        if wasm.len() as u64 > repo::state().chunked_install_threshold {
-            ic::install_chunked(id, mode, &wasm, sha.clone(), arg).await?;
-        } else {
-            ic::install(id, mode, wasm, arg).await?;
+        let chunked = wasm.len() as u64 > repo::state().chunked_install_threshold;
+        let r = cx.rt.install(id, mode, &wasm, &sha, arg, chunked).await;
+        cx.fresh(job)?;
+        if let Err(e) = r {
+            return Err(explain(cx, job, e.into()).await);
         }
-        job.cursor = Default::default();
+    } else {
+        cx.save(job)?;
     }
-    job.installed_module_hash = Some(sha.into());
-    job.needs_reinstall = false;
-    save(job);
-    hit("install.after").await?;
-    check_version(id).await?;
+    cx.failpoint(job, "install.after").await?;
+    confirm(cx, job, true).await?;
+    check_version(cx, job).await?;
     Ok(CreationState::Importing)
 }
 
-async fn check_version(id: Principal) -> FactoryResult<()> {
-    hit("version.before").await?;
-    let v: capsule::transfer::ApiVersion = ic::personal(id, "api_version", ()).await?;
+/// Whether the installed personal canister has received nothing yet, for this user, from this factory.
+async fn import_untouched<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<bool> {
+    let s: ImportStatus = personal(cx, job, "import_status", ()).await?;
+    Ok(s.phase == ImportPhase::Ready
+        && s.owner == Some(job.user)
+        && s.importer == Some(cx.rt.factory()))
+}
+
+async fn check_version<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<()> {
+    cx.failpoint(job, "version.before").await?;
+    let v: capsule::transfer::ApiVersion = personal(cx, job, "api_version", ()).await?;
     if v.major != PERSONAL_API_MAJOR {
         return Err(err(
             FactoryErrorKind::VersionMismatch {
@@ -349,58 +645,39 @@ async fn check_version(id: Principal) -> FactoryResult<()> {
                 "the personal canister serves API {}.{}; this factory imports into {}.x",
                 v.major, v.minor, PERSONAL_API_MAJOR
             ),
-        ));
+        )
+        .into());
     }
     Ok(())
 }
 
 // ---- Importing ------------------------------------------------------------------------------------
 
-fn rejected(method: &str, e: capsule::Error) -> FactoryError {
-    let message = format!("{method}: {}", e.message);
-    err(
-        FactoryErrorKind::ImportRejected {
-            method: method.into(),
-            error: Box::new(e),
-        },
-        message,
-    )
-}
-
-async fn import_call<
-    A: candid::utils::ArgumentEncoder,
-    R: candid::CandidType + serde::de::DeserializeOwned,
->(
-    id: Principal,
-    method: &str,
-    args: A,
-) -> FactoryResult<R> {
-    let r: Result<R, capsule::Error> = ic::personal(id, method, args)
-        .await
-        .map_err(FactoryError::from)?;
-    r.map_err(|e| rejected(method, e))
-}
-
-async fn import_once(job: &mut Job) -> FactoryResult<CreationState> {
-    let id = canister_of(job)?;
+async fn import_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<CreationState> {
     let user = job.user;
-    // The installed code may have been replaced since Installing: check again before sending data.
-    check_version(id).await?;
+    // Before any data is sent (again): the canister is still the one the factory installed.
+    confirm(cx, job, true).await?;
+    check_version(cx, job).await?;
     if !job.cursor.begun {
-        hit("import.begin").await?;
+        cx.failpoint(job, "import.begin").await?;
         let capsule = export::snapshot(user)
             .ok_or_else(|| err(FactoryErrorKind::NoCapsule, "the capsule disappeared"))?;
         let expected = job.expected.clone().expect("set in Exporting");
-        let _: ImportStatus =
-            import_call(id, "import_begin", (ImportBegin { capsule, expected },)).await?;
+        let _: ImportStatus = import_call(
+            cx,
+            job,
+            "import_begin",
+            (ImportBegin { capsule, expected },),
+        )
+        .await?;
         job.cursor.begun = true;
-        save(job);
+        cx.save(job)?;
     }
     while !job.cursor.memories_done {
         let page = export::memories_after(user, job.cursor.memory_after, BATCH_COUNT, BATCH_BYTES);
         let Some(last) = page.last().map(|m| m.id) else {
             job.cursor.memories_done = true;
-            save(job);
+            cx.save(job)?;
             break;
         };
         for m in &page {
@@ -413,20 +690,20 @@ async fn import_once(job: &mut Job) -> FactoryResult<CreationState> {
                 _ => 0,
             };
             for index in start..capsule::store::chunk_count(len) {
-                hit("import.chunk").await?;
+                cx.failpoint(job, "import.chunk").await?;
                 let chunk =
                     export::blob_chunk(user, m.id, index).expect("a frozen capsule's blob chunk");
                 let sent = chunk.bytes.len() as u64;
-                let _: ImportAck = import_call(id, "import_blob_chunk", (chunk,)).await?;
+                let _: ImportAck = import_call(cx, job, "import_blob_chunk", (chunk,)).await?;
                 job.cursor.blob = Some(BlobCursor {
                     memory_id: m.id,
                     next_chunk: index + 1,
                 });
                 job.progress.bytes_imported += sent;
-                save(job);
+                cx.save(job)?;
             }
         }
-        hit("import.batch").await?;
+        cx.failpoint(job, "import.batch").await?;
         let count = page.len() as u64;
         let inline: u64 = page
             .iter()
@@ -435,64 +712,78 @@ async fn import_once(job: &mut Job) -> FactoryResult<CreationState> {
                 _ => 0,
             })
             .sum();
-        let _: ImportAck = import_call(
-            id,
-            "import_memories",
-            (MemoryBatch {
-                seq: job.cursor.memory_seq,
-                memories: page,
-            },),
-        )
-        .await?;
+        let batch = MemoryBatch {
+            seq: job.cursor.memory_seq,
+            memories: page,
+        };
+        let _: ImportAck = import_call(cx, job, "import_memories", (batch,)).await?;
         job.cursor.memory_after = Some(last);
         job.cursor.memory_seq += 1;
         job.cursor.blob = None;
         job.progress.memories_imported += count;
         job.progress.bytes_imported += inline;
-        save(job);
+        cx.save(job)?;
     }
     while !job.cursor.connections_done {
         let page = export::connections_after(user, job.cursor.connection_after, CONNECTION_BATCH);
         let Some(last) = page.last().map(|c| c.peer) else {
             job.cursor.connections_done = true;
-            save(job);
+            cx.save(job)?;
             break;
         };
-        hit("import.connections").await?;
+        cx.failpoint(job, "import.connections").await?;
         let count = page.len() as u64;
-        let _: ImportAck = import_call(
-            id,
-            "import_connections",
-            (ConnectionBatch {
-                seq: job.cursor.connection_seq,
-                connections: page,
-            },),
-        )
-        .await?;
+        let batch = ConnectionBatch {
+            seq: job.cursor.connection_seq,
+            connections: page,
+        };
+        let _: ImportAck = import_call(cx, job, "import_connections", (batch,)).await?;
         job.cursor.connection_after = Some(last);
         job.cursor.connection_seq += 1;
         job.progress.connections_imported += count;
-        save(job);
+        cx.save(job)?;
     }
     if !job.cursor.finalized {
-        hit("import.finalize").await?;
-        if let Err(e) = import_call::<_, Manifest>(id, "import_finalize", ()).await {
-            match &e.kind {
-                FactoryErrorKind::ImportRejected { error, .. } => match &error.kind {
-                    // Finalized by an earlier attempt whose reply was lost; Verifying compares the manifest.
-                    capsule::ErrorKind::ImportFinalized => {}
-                    capsule::ErrorKind::ManifestMismatch { expected, actual } => {
-                        return Err(manifest_mismatch(expected.clone(), actual.clone()));
-                    }
-                    _ => return Err(e),
-                },
-                _ => return Err(e),
+        cx.failpoint(job, "import.finalize").await?;
+        // The data went into the canister the factory installed, and nobody else touched it.
+        confirm(cx, job, true).await?;
+        match import_call::<_, _, Manifest>(cx, job, "import_finalize", ()).await {
+            Ok(_) => {}
+            // Finalized by an earlier attempt whose reply was lost; Verifying compares the manifest.
+            Err(Halt::Failed(FactoryError {
+                kind: FactoryErrorKind::ImportRejected { error, .. },
+                ..
+            })) if error.kind == capsule::ErrorKind::ImportFinalized => {}
+            Err(Halt::Failed(FactoryError {
+                kind: FactoryErrorKind::ImportRejected { error, .. },
+                ..
+            })) if matches!(error.kind, capsule::ErrorKind::ManifestMismatch { .. }) => {
+                let capsule::ErrorKind::ManifestMismatch { expected, actual } = error.kind else {
+                    unreachable!()
+                };
+                return Err(manifest_mismatch(expected, actual).into());
             }
+            Err(e) => return Err(e),
         }
         job.cursor.finalized = true;
-        save(job);
+        cx.save(job)?;
     }
     Ok(CreationState::Verifying)
+}
+
+/// Before an import that is about to fail unlocks the capsule: if everything was sent, asks whether
+/// `import_finalize` took effect after all (a lost reply), so that a verified copy is not thrown away.
+async fn detect_finalized<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<()> {
+    if job.cursor.finalized || !job.cursor.connections_done || job.canister_id.is_none() {
+        return Ok(());
+    }
+    if let Ok(status) = personal::<_, _, ImportStatus>(cx, job, "import_status", ()).await {
+        if status.finalized.is_some() && status.finalized == job.expected {
+            job.cursor.finalized = true;
+            cx.save(job)?;
+        }
+    }
+    current(cx.task).map(|_| ()).ok_or(Halt::Stale)
 }
 
 fn manifest_mismatch(expected: Box<Manifest>, actual: Box<Manifest>) -> FactoryError {
@@ -508,17 +799,36 @@ fn manifest_mismatch(expected: Box<Manifest>, actual: Box<Manifest>) -> FactoryE
 
 // ---- Verifying and handoff ------------------------------------------------------------------------
 
-async fn verify_once(job: &mut Job) -> FactoryResult<CreationState> {
+async fn verify_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<CreationState> {
     let id = canister_of(job)?;
     let user = job.user;
-    hit("verify.before").await?;
+    cx.failpoint(job, "verify.before").await?;
+    if !job.handoff_done {
+        // A lost reply to an earlier attempt's handoff shows in the history as the factory's own change.
+        if let Control::Held { .. } = confirm(cx, job, true).await? {
+            hand_over(cx, job, id, user).await?;
+        }
+        job.handoff_done = true;
+        cx.save(job)?;
+    }
+    capsule::service::set_status(user, CapsuleStatus::Migrated { canister_id: id });
+    Ok(CreationState::Completed)
+}
+
+/// Checks the finalized copy, sets the controllers to {user} and confirms the handoff in the history.
+async fn hand_over<R: Runtime>(
+    cx: &Cx<'_, R>,
+    job: &mut Job,
+    id: Principal,
+    user: Principal,
+) -> Step<()> {
+    // The module was the pinned one and only the factory had changed the canister: its account of the
+    // manifest it verified at finalize is the installed code's (the owner may write from then on).
     let expected = job.expected.clone().expect("set in Exporting");
-    // The manifest the personal canister verified at finalize: the owner may already be writing there,
-    // so the live manifest is not what the import is judged by.
-    let status: ImportStatus = ic::personal(id, "import_status", ()).await?;
+    let status: ImportStatus = personal(cx, job, "import_status", ()).await?;
     match status.finalized {
         Some(actual) if actual == expected => {}
-        Some(actual) => return Err(manifest_mismatch(Box::new(expected), Box::new(actual))),
+        Some(actual) => return Err(manifest_mismatch(Box::new(expected), Box::new(actual)).into()),
         None => {
             return Err(err(
                 FactoryErrorKind::ImportRejected {
@@ -526,30 +836,31 @@ async fn verify_once(job: &mut Job) -> FactoryResult<CreationState> {
                     error: Box::new(capsule::ErrorKind::ImportNotStarted.into()),
                 },
                 "the personal canister reports no finalized import",
-            ))
+            )
+            .into())
         }
     }
-    if !job.handoff_done {
-        let mut controllers = ic::controllers(id).await?;
-        if controllers != vec![user] {
-            hit("handoff.before").await?;
-            ic::set_controllers(id, vec![user])
-                .await
-                .map_err(FactoryError::from)?;
-            hit("handoff.after").await?;
-            controllers = ic::controllers(id).await?;
-        }
-        if controllers != vec![user] {
-            return Err(err(
+    cx.failpoint(job, "handoff.before").await?;
+    // Again, right before the handoff: the canister may have changed while it answered.
+    confirm(cx, job, true).await?;
+    let sent = cx.rt.set_controllers(id, vec![user]).await;
+    cx.fresh(job)?;
+    cx.failpoint(job, "handoff.after").await?;
+    // Whatever the reply said, the history tells whether the handoff happened.
+    match confirm(cx, job, true).await? {
+        Control::HandedOver => Ok(()),
+        Control::Held { .. } => {
+            sent?;
+            let info = cx.rt.canister_info(id).await;
+            cx.fresh(job)?;
+            let controllers = info.map(|i| i.controllers).unwrap_or_default();
+            Err(err(
                 FactoryErrorKind::HandoffUnconfirmed {
                     controllers: controllers.clone(),
                 },
                 format!("after handoff the controllers are {controllers:?}, not just the user"),
-            ));
+            )
+            .into())
         }
-        job.handoff_done = true;
-        save(job);
     }
-    capsule::service::set_status(user, CapsuleStatus::Migrated { canister_id: id });
-    Ok(CreationState::Completed)
 }

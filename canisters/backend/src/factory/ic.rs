@@ -1,52 +1,21 @@
-//! Every call the factory makes, in one place: the management canister and the personal canister.
+//! The Internet Computer as the driver's `Runtime`: every call the factory makes, in one place.
 
-use super::api::{FactoryError, FactoryErrorKind};
-use candid::utils::ArgumentEncoder;
+use super::api::FactoryResult;
+use super::runtime::{CallErr, CanisterFacts, ChangeFact, ChangeWhat, Runtime};
 use candid::{CandidType, Principal};
 use ic_cdk::call::{Call, CallFailed};
 use ic_management_canister_types::*;
 use serde::de::DeserializeOwned;
 
-/// A failed call: which method, the IC's reject code (0 when the reply did not decode), the message.
-#[derive(Debug, Clone)]
-pub struct CallErr {
-    pub method: String,
-    pub code: u32,
-    pub message: String,
-}
+/// The IC itself.
+pub struct IcRuntime;
 
-impl CallErr {
-    /// Rejects that may go away by themselves: SYS_TRANSIENT, CANISTER_ERROR (a trap, a stopped or
-    /// frozen callee) and SYS_UNKNOWN (a bounded-wait timeout; every step checks before repeating).
-    pub fn transient(&self) -> bool {
-        matches!(self.code, 2 | 5 | 6)
-    }
-}
+/// Canister history keeps this many recent changes.
+const HISTORY_KEPT: u64 = 20;
 
-impl From<CallErr> for FactoryError {
-    fn from(e: CallErr) -> Self {
-        let message = format!("{} was rejected (code {}): {}", e.method, e.code, e.message);
-        FactoryError::new(
-            FactoryErrorKind::CallRejected {
-                method: e.method,
-                code: e.code,
-                message: e.message,
-            },
-            message,
-        )
-    }
-}
-
-async fn run<R: CandidType + DeserializeOwned>(
-    call: Call<'_, '_>,
-    method: &str,
-) -> Result<R, CallErr> {
+async fn raw(call: Call<'_, '_>, method: &str) -> Result<Vec<u8>, CallErr> {
     match call.await {
-        Ok(response) => response.candid::<R>().map_err(|e| CallErr {
-            method: method.into(),
-            code: 0,
-            message: format!("undecodable reply: {e}"),
-        }),
+        Ok(response) => Ok(response.into_bytes()),
         Err(CallFailed::CallRejected(r)) => Err(CallErr {
             method: method.into(),
             code: r.raw_reject_code(),
@@ -60,56 +29,168 @@ async fn run<R: CandidType + DeserializeOwned>(
     }
 }
 
+/// A management canister call; its replies are trusted and decoded without quotas.
+async fn run<R: CandidType + DeserializeOwned>(
+    call: Call<'_, '_>,
+    method: &str,
+) -> Result<R, CallErr> {
+    let bytes = raw(call, method).await?;
+    candid::decode_one(&bytes).map_err(|e| CallErr {
+        method: method.into(),
+        code: 0,
+        message: format!("undecodable reply: {e}"),
+    })
+}
+
 fn mgmt(method: &str) -> Call<'_, '_> {
     Call::bounded_wait(Principal::management_canister(), method)
 }
 
-/// Unbounded wait: a timeout would leave us not knowing whether the canister exists.
-pub async fn create_canister(
-    controllers: Vec<Principal>,
-    cycles: u128,
-) -> Result<Principal, CallErr> {
-    let settings = CanisterSettings {
-        controllers: Some(controllers),
-        ..Default::default()
+fn change_fact(c: Change) -> ChangeFact {
+    let by = match c.origin {
+        ChangeOrigin::FromUser(u) => u.user_id,
+        ChangeOrigin::FromCanister(c) => c.canister_id,
     };
-    let args = CreateCanisterArgs {
-        settings: Some(settings),
-        sender_canister_version: None,
+    let what = match c.details {
+        Some(ChangeDetails::Creation(_)) => ChangeWhat::Created,
+        Some(ChangeDetails::ControllersChange(r)) => ChangeWhat::Controllers(r.controllers),
+        Some(ChangeDetails::RenameCanister(_)) => ChangeWhat::Other,
+        // A kind of change this build does not know may touch the code: judged like one that does.
+        Some(ChangeDetails::CodeUninstall)
+        | Some(ChangeDetails::CodeDeployment(_))
+        | Some(ChangeDetails::LoadSnapshot(_))
+        | None => ChangeWhat::Code,
     };
-    let call = Call::unbounded_wait(Principal::management_canister(), "create_canister")
-        .with_arg(args)
-        .with_cycles(cycles);
-    run::<CreateCanisterResult>(call, "create_canister")
-        .await
-        .map(|r| r.canister_id)
+    ChangeFact { by, what }
 }
 
-pub async fn module_hash(canister_id: Principal) -> Result<Option<Vec<u8>>, CallErr> {
-    let args = CanisterStatusArgs { canister_id };
-    run::<CanisterStatusResult>(mgmt("canister_status").with_arg(args), "canister_status")
-        .await
-        .map(|s| s.module_hash)
-}
+impl Runtime for IcRuntime {
+    fn now(&self) -> u64 {
+        ic_cdk::api::time()
+    }
 
-pub async fn install(
-    canister_id: Principal,
-    mode: CanisterInstallMode,
-    wasm: Vec<u8>,
-    arg: Vec<u8>,
-) -> Result<(), CallErr> {
-    let args = InstallCodeArgs {
-        mode,
-        canister_id,
-        wasm_module: wasm,
-        arg,
-        sender_canister_version: None,
-    };
-    run::<()>(mgmt("install_code").with_arg(args), "install_code").await
+    fn factory(&self) -> Principal {
+        ic_cdk::api::canister_self()
+    }
+
+    fn liquid_balance(&self) -> u128 {
+        ic_cdk::api::canister_liquid_cycle_balance()
+    }
+
+    async fn failpoint(&self, site: &str) -> FactoryResult<()> {
+        super::failpoints::hit(site).await
+    }
+
+    /// Unbounded wait: a timeout would leave us not knowing whether the canister exists.
+    async fn create_canister(
+        &self,
+        controllers: Vec<Principal>,
+        cycles: u128,
+    ) -> Result<Principal, CallErr> {
+        let settings = CanisterSettings {
+            controllers: Some(controllers),
+            ..Default::default()
+        };
+        let args = CreateCanisterArgs {
+            settings: Some(settings),
+            sender_canister_version: None,
+        };
+        let call = Call::unbounded_wait(Principal::management_canister(), "create_canister")
+            .with_arg(args)
+            .with_cycles(cycles);
+        run::<CreateCanisterResult>(call, "create_canister")
+            .await
+            .map(|r| r.canister_id)
+    }
+
+    async fn module_hash(&self, canister_id: Principal) -> Result<Option<Vec<u8>>, CallErr> {
+        let args = CanisterStatusArgs { canister_id };
+        run::<CanisterStatusResult>(mgmt("canister_status").with_arg(args), "canister_status")
+            .await
+            .map(|s| s.module_hash)
+    }
+
+    /// Works for any canister, whoever controls it now.
+    async fn canister_info(&self, canister_id: Principal) -> Result<CanisterFacts, CallErr> {
+        let args = CanisterInfoArgs {
+            canister_id,
+            num_requested_changes: Some(HISTORY_KEPT),
+        };
+        let info = run::<CanisterInfoResult>(mgmt("canister_info").with_arg(args), "canister_info")
+            .await?;
+        Ok(CanisterFacts {
+            module_hash: info.module_hash,
+            controllers: info.controllers,
+            total_changes: info.total_num_changes,
+            changes: info.recent_changes.into_iter().map(change_fact).collect(),
+        })
+    }
+
+    async fn install(
+        &self,
+        canister_id: Principal,
+        mode: CanisterInstallMode,
+        wasm: &[u8],
+        wasm_sha256: &[u8],
+        arg: Vec<u8>,
+        chunked: bool,
+    ) -> Result<(), CallErr> {
+        if chunked {
+            return install_chunked(canister_id, mode, wasm, wasm_sha256.to_vec(), arg).await;
+        }
+        let args = InstallCodeArgs {
+            mode,
+            canister_id,
+            wasm_module: wasm.to_vec(),
+            arg,
+            sender_canister_version: None,
+        };
+        run::<()>(mgmt("install_code").with_arg(args), "install_code").await
+    }
+
+    async fn set_controllers(
+        &self,
+        canister_id: Principal,
+        controllers: Vec<Principal>,
+    ) -> Result<(), CallErr> {
+        let settings = CanisterSettings {
+            controllers: Some(controllers),
+            ..Default::default()
+        };
+        let args = UpdateSettingsArgs {
+            canister_id,
+            settings,
+            sender_canister_version: None,
+        };
+        run::<()>(mgmt("update_settings").with_arg(args), "update_settings").await
+    }
+
+    async fn stop_canister(&self, canister_id: Principal) -> Result<(), CallErr> {
+        let args = StopCanisterArgs { canister_id };
+        run::<()>(mgmt("stop_canister").with_arg(args), "stop_canister").await
+    }
+
+    async fn delete_canister(&self, canister_id: Principal) -> Result<(), CallErr> {
+        let args = DeleteCanisterArgs { canister_id };
+        run::<()>(mgmt("delete_canister").with_arg(args), "delete_canister").await
+    }
+
+    async fn call_personal(
+        &self,
+        canister_id: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<Vec<u8>, CallErr> {
+        raw(
+            Call::bounded_wait(canister_id, method).with_raw_args(&arg),
+            method,
+        )
+        .await
+    }
 }
 
 /// Uploads the module to the target's own chunk store in 1 MiB pieces, installs from there and clears it.
-pub async fn install_chunked(
+async fn install_chunked(
     canister_id: Principal,
     mode: CanisterInstallMode,
     wasm: &[u8],
@@ -148,59 +229,6 @@ pub async fn install_chunked(
     run::<()>(
         mgmt("clear_chunk_store").with_arg(ClearChunkStoreArgs { canister_id }),
         "clear_chunk_store",
-    )
-    .await
-}
-
-pub async fn set_controllers(
-    canister_id: Principal,
-    controllers: Vec<Principal>,
-) -> Result<(), CallErr> {
-    let settings = CanisterSettings {
-        controllers: Some(controllers),
-        ..Default::default()
-    };
-    let args = UpdateSettingsArgs {
-        canister_id,
-        settings,
-        sender_canister_version: None,
-    };
-    run::<()>(mgmt("update_settings").with_arg(args), "update_settings").await
-}
-
-/// Controllers as the IC reports them to any canister (works after the factory lost control).
-pub async fn controllers(canister_id: Principal) -> Result<Vec<Principal>, CallErr> {
-    let args = CanisterInfoArgs {
-        canister_id,
-        num_requested_changes: None,
-    };
-    run::<CanisterInfoResult>(mgmt("canister_info").with_arg(args), "canister_info")
-        .await
-        .map(|i| i.controllers)
-}
-
-pub async fn stop_and_delete(canister_id: Principal) -> Result<(), CallErr> {
-    run::<()>(
-        mgmt("stop_canister").with_arg(StopCanisterArgs { canister_id }),
-        "stop_canister",
-    )
-    .await?;
-    run::<()>(
-        mgmt("delete_canister").with_arg(DeleteCanisterArgs { canister_id }),
-        "delete_canister",
-    )
-    .await
-}
-
-/// A bounded-wait call to a personal canister method.
-pub async fn personal<A: ArgumentEncoder, R: CandidType + DeserializeOwned>(
-    canister_id: Principal,
-    method: &str,
-    args: A,
-) -> Result<R, CallErr> {
-    run::<R>(
-        Call::bounded_wait(canister_id, method).with_args(&args),
-        method,
     )
     .await
 }

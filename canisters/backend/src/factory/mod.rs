@@ -2,11 +2,18 @@
 //! and the time from the IC and hand them to `service`.
 
 pub mod api;
+pub mod cleanup;
+pub mod control;
 pub mod driver;
 pub mod failpoints;
 mod ic;
 pub mod repo;
+pub mod runtime;
 pub mod service;
+pub mod timers;
+
+#[cfg(test)]
+mod tests;
 
 use api::*;
 use candid::{Nat, Principal};
@@ -21,11 +28,20 @@ pub const ADMIN_METHODS: &[&str] = &[
     "reserve_allocate",
     "admin_retry_job",
     "admin_cleanup_job",
+    "admin_cancel_job",
     "personal_wasm_put_chunk",
     "personal_wasm_commit",
     "failpoint_arm",
     "failpoints_clear",
 ];
+
+/// A line in the canister log (nothing off the IC, where the driver runs under unit tests).
+pub(crate) fn log(line: &str) {
+    #[cfg(target_arch = "wasm32")]
+    ic_cdk::println!("{line}");
+    #[cfg(not(target_arch = "wasm32"))]
+    let _ = line;
+}
 
 fn admin() -> FactoryResult<()> {
     service::require_admin(msg_caller())
@@ -128,7 +144,7 @@ fn reserve_status() -> FactoryResult<ReserveStatus> {
 #[update]
 fn reserve_top_up() -> FactoryResult<ReserveStatus> {
     admin()?;
-    Ok(service::top_up(time()))
+    service::top_up(time())
 }
 
 /// Moves `amount` of the canister's own balance into the reserve.
@@ -150,10 +166,18 @@ fn admin_retry_job(user: Principal) -> FactoryResult<CreationStatus> {
     service::retry(user, time(), true)
 }
 
+/// Fails an active job now (its task stops at its next await) and unlocks the capsule unless the
+/// import was finalized.
+#[update]
+fn admin_cancel_job(user: Principal) -> FactoryResult<CreationStatus> {
+    admin()?;
+    service::cancel(msg_caller(), user, time())
+}
+
 #[update]
 async fn admin_cleanup_job(user: Principal) -> FactoryResult<()> {
     admin()?;
-    service::cleanup(user).await
+    cleanup::cleanup(&ic::IcRuntime, user).await
 }
 
 #[update]

@@ -87,9 +87,8 @@ pub struct Job {
     pub create_in_flight: bool,
     pub cycles_spent: u128,
     pub expected: Option<Manifest>,
-    pub installed_module_hash: Option<ByteBuf>,
-    /// A retry after a partial import: the canister must be reinstalled before importing again.
-    pub needs_reinstall: bool,
+    /// The module the factory installed and how much of the canister's history it has verified.
+    pub custody: Option<Custody>,
     pub cursor: ImportCursor,
     pub handoff_done: bool,
     pub attempts: u32,
@@ -99,8 +98,34 @@ pub struct Job {
     pub progress: Progress,
     pub created_at: u64,
     pub updated_at: u64,
+    /// Which task may act on the job; `None` in a job no task has leased yet.
+    pub lease: Option<Lease>,
 }
 candid_storable!(Job);
+
+/// What the factory vouches for in the job's canister, as confirmed through the management canister.
+#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Custody {
+    /// The module the factory installed, pinned before `install_code` is sent.
+    pub module_sha256: Option<ByteBuf>,
+    /// `canister_info.total_num_changes` up to which every change is known to be the factory's own.
+    pub changes_checked: u64,
+}
+
+/// One task per job: every lease, retry, cancel and cleanup takes a new epoch, and a task acts only while
+/// the stored epoch is the one it was started with.
+#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lease {
+    pub epoch: u64,
+    /// The lease is held until then (0: released); every save by its task renews it.
+    pub until: u64,
+    /// The stage a task entered and has not left: found on a new lease, the last task trapped in it.
+    pub in_step: Option<CreationState>,
+    /// How many tasks in a row trapped in `in_step`.
+    pub traps: u32,
+    /// An admin cleanup is deleting the job's canister: nothing else may touch the job.
+    pub cleaning: bool,
+}
 
 impl Job {
     pub fn new(user: Principal, config: CreatePersonalCanisterConfig, now: u64) -> Self {
@@ -112,8 +137,7 @@ impl Job {
             create_in_flight: false,
             cycles_spent: 0,
             expected: None,
-            installed_module_hash: None,
-            needs_reinstall: false,
+            custody: None,
             cursor: ImportCursor::default(),
             handoff_done: false,
             attempts: 0,
@@ -123,7 +147,37 @@ impl Job {
             progress: Progress::default(),
             created_at: now,
             updated_at: now,
+            lease: None,
         }
+    }
+
+    pub fn lease(&self) -> Lease {
+        self.lease.clone().unwrap_or_default()
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.lease.as_ref().map_or(0, |l| l.epoch)
+    }
+
+    /// Takes the job from whatever task holds it: that task stops at its next await.
+    pub fn take_over(&mut self) -> u64 {
+        let lease = self.lease.get_or_insert_with(Lease::default);
+        lease.epoch += 1;
+        lease.until = 0;
+        lease.in_step = None;
+        lease.epoch
+    }
+
+    pub fn custody(&self) -> Custody {
+        self.custody.clone().unwrap_or_default()
+    }
+
+    pub fn is_leased(&self, now: u64) -> bool {
+        self.lease.as_ref().is_some_and(|l| l.until > now)
+    }
+
+    pub fn is_cleaning(&self) -> bool {
+        self.lease.as_ref().is_some_and(|l| l.cleaning)
     }
 
     pub fn status(&self) -> CreationStatus {

@@ -4,6 +4,7 @@
 use super::api::*;
 use super::driver;
 use super::repo::{self, Job};
+use super::timers;
 use crate::admin;
 use candid::Principal;
 use sha2::{Digest, Sha256};
@@ -13,6 +14,11 @@ const PAGE_DEFAULT: usize = 50;
 const PAGE_MAX: usize = 100;
 const WASM_MAX: u64 = 16 * 1024 * 1024;
 const WASM_PIECE_MAX: usize = 1024 * 1024;
+/// The largest reserve setting (`min_reserve`, `alert_below`): more cycles than exist, so an admin can
+/// set `min_reserve` to it as an emergency brake on creation.
+pub const CYCLES_SETTING_MAX: u128 = 1_000_000_000_000_000_000_000_000;
+/// The most cycles one personal canister may be given.
+pub const CYCLES_PER_CANISTER_MAX: u128 = 1_000_000_000_000_000;
 
 fn error(kind: FactoryErrorKind, message: impl Into<String>) -> FactoryError {
     FactoryError::new(kind, message)
@@ -99,8 +105,8 @@ pub fn create(
     }
     let job = Job::new(caller, config, now);
     repo::save_job(&job);
-    repo::update_state(|s| s.attempted += 1);
-    driver::kick();
+    repo::update_state(|s| s.attempted = s.attempted.saturating_add(1));
+    timers::kick();
     Ok(job.status())
 }
 
@@ -127,7 +133,8 @@ pub fn personal_canister_of(
 }
 
 /// Starts a failed job again, keeping its canister. Only an admin (`by_admin`) may retry a job whose
-/// create_canister outcome is unknown, after checking for an untracked canister.
+/// create_canister outcome is unknown, after checking for an untracked canister; nobody may retry a job
+/// whose canister was tampered with (an admin cleans it up instead).
 pub fn retry(user: Principal, now: u64, by_admin: bool) -> FactoryResult<CreationStatus> {
     let Some(mut job) = repo::job(user) else {
         return Err(error(
@@ -141,11 +148,15 @@ pub fn retry(user: Principal, now: u64, by_admin: bool) -> FactoryResult<Creatio
             format!("the creation is {}, not Failed", job.state.name()),
         ));
     }
-    let outcome_unknown = matches!(
-        job.last_error.as_ref().map(|e| &e.kind),
-        Some(FactoryErrorKind::CreateOutcomeUnknown)
-    );
-    if outcome_unknown && !by_admin {
+    require_quiet(&job)?;
+    let last = job.last_error.as_ref().map(|e| &e.kind);
+    if last.is_some_and(|k| k.is_tamper()) {
+        return Err(error(
+            FactoryErrorKind::NotAllowed,
+            "the canister was changed by someone other than the factory before the handoff; it cannot be retried, an admin must clean the job up",
+        ));
+    }
+    if matches!(last, Some(FactoryErrorKind::CreateOutcomeUnknown)) && !by_admin {
         return Err(error(
             FactoryErrorKind::NotAllowed,
             "a canister may have been created for you without the factory learning its id; an admin must check before this can be retried",
@@ -161,21 +172,64 @@ pub fn retry(user: Principal, now: u64, by_admin: bool) -> FactoryResult<Creatio
         // The copy is complete and verified, and the capsule stayed locked: only the handoff remains.
         job.state = CreationState::Verifying;
     } else {
-        // The capsule may have changed while unlocked: export again, and import into a clean canister.
-        job.needs_reinstall |= job.cursor.begun;
+        // The capsule may have changed while unlocked: export again. Installing asks the canister
+        // whether it must be reinstalled before importing.
         job.cursor = Default::default();
         job.expected = None;
         job.create_in_flight = false;
         job.state = CreationState::Exporting;
     }
+    job.take_over();
     job.attempts = 0;
     job.retries += 1;
     job.next_attempt_at = now;
     job.updated_at = now;
     repo::save_job(&job);
     repo::sync_registry(&job);
-    repo::update_state(|s| s.retries += 1);
-    driver::kick();
+    repo::update_state(|s| s.retries = s.retries.saturating_add(1));
+    timers::kick();
+    Ok(job.status())
+}
+
+/// Refuses to touch a job while its create_canister call is in flight or a cleanup is deleting its canister.
+fn require_quiet(job: &Job) -> FactoryResult<()> {
+    if driver::create_in_flight(job.user) {
+        return Err(error(
+            FactoryErrorKind::CreateInFlight,
+            "the factory is waiting for create_canister on this job; try again in a moment",
+        ));
+    }
+    if job.is_cleaning() {
+        return Err(error(
+            FactoryErrorKind::NotAllowed,
+            "an admin cleanup is deleting this job's canister",
+        ));
+    }
+    Ok(())
+}
+
+/// Fails an active job at once: its task, if any, stops at its next await.
+pub fn cancel(by: Principal, user: Principal, now: u64) -> FactoryResult<CreationStatus> {
+    let Some(mut job) = repo::job(user) else {
+        return Err(error(FactoryErrorKind::JobNotFound, "no job for this user"));
+    };
+    if !job.state.is_active() {
+        return Err(error(
+            FactoryErrorKind::NotAllowed,
+            format!(
+                "the job is {}; only an active job can be cancelled",
+                job.state.name()
+            ),
+        ));
+    }
+    require_quiet(&job)?;
+    let stage = job.state;
+    job.take_over();
+    let cancelled = error(
+        FactoryErrorKind::Cancelled { by },
+        format!("cancelled by admin {} at {}", by.to_text(), stage.name()),
+    );
+    driver::fail_job(&mut job, cancelled.at(stage), now);
     Ok(job.status())
 }
 
@@ -258,32 +312,6 @@ pub fn stats() -> FactoryStats {
     }
 }
 
-/// Deletes a failed job's canister (the factory is still its controller) and forgets the job, so the
-/// user can start over. The registry keeps the canister, marked deleted.
-pub async fn cleanup(user: Principal) -> FactoryResult<()> {
-    let Some(job) = repo::job(user) else {
-        return Err(error(FactoryErrorKind::JobNotFound, "no job for this user"));
-    };
-    if job.state != CreationState::Failed {
-        return Err(error(
-            FactoryErrorKind::JobNotFailed { state: job.state },
-            "only failed jobs can be cleaned up",
-        ));
-    }
-    if let Some(id) = job.canister_id {
-        super::ic::stop_and_delete(id).await?;
-        if let Some(mut entry) = repo::registry_entry(id) {
-            entry.deleted = true;
-            entry.updated_at = ic_cdk::api::time();
-            repo::save_entry(entry);
-        }
-    }
-    repo::remove_job(user);
-    // A job that failed after its import was finalized kept the capsule locked.
-    capsule::service::set_status(user, capsule::CapsuleStatus::Active);
-    Ok(())
-}
-
 // ---- admins: configuration and reserve ------------------------------------------------------------
 
 pub fn config_view() -> FactoryConfigView {
@@ -325,6 +353,20 @@ pub fn configure(update: FactoryConfigUpdate, now: u64) -> FactoryResult<Factory
             "must cover the 500B creation fee",
         ));
     }
+    if cycles.is_some_and(|c| c > CYCLES_PER_CANISTER_MAX) {
+        return Err(invalid(
+            "cycles_per_canister",
+            format!("must be at most {CYCLES_PER_CANISTER_MAX}"),
+        ));
+    }
+    for (field, value) in [("min_reserve", min_reserve), ("alert_below", alert_below)] {
+        if value.is_some_and(|v| v > CYCLES_SETTING_MAX) {
+            return Err(invalid(
+                field,
+                format!("must be at most {CYCLES_SETTING_MAX}"),
+            ));
+        }
+    }
     if update
         .max_concurrent_jobs
         .is_some_and(|n| n == 0 || n > 100)
@@ -360,7 +402,7 @@ pub fn configure(update: FactoryConfigUpdate, now: u64) -> FactoryResult<Factory
 pub fn set_enabled(enabled: bool) {
     repo::update_state(|s| s.enabled = enabled);
     if enabled {
-        driver::kick();
+        timers::kick();
     }
 }
 
@@ -381,11 +423,10 @@ pub fn reserve_status() -> ReserveStatus {
 pub fn check_reserve_alert(now: u64) {
     let s = repo::state();
     if s.reserve < s.alert_below && !s.low_alerted {
-        ic_cdk::println!(
+        super::log(&format!(
             "ALERT: factory cycles reserve {} is below the alert level {}; top it up",
-            s.reserve,
-            s.alert_below
-        );
+            s.reserve, s.alert_below
+        ));
         repo::record_alert(now, s.reserve, s.alert_below);
         repo::update_state(|s| s.low_alerted = true);
     } else if s.reserve >= s.alert_below && s.low_alerted {
@@ -393,12 +434,27 @@ pub fn check_reserve_alert(now: u64) {
     }
 }
 
-/// Adds the cycles attached to the call to the reserve.
-pub fn top_up(now: u64) -> ReserveStatus {
-    let accepted = ic_cdk::api::msg_cycles_accept(ic_cdk::api::msg_cycles_available());
-    repo::update_state(|s| s.reserve += accepted);
+/// Adds the cycles attached to the call to the reserve (none are accepted if the sum would overflow).
+pub fn top_up(now: u64) -> FactoryResult<ReserveStatus> {
+    let available = ic_cdk::api::msg_cycles_available();
+    add_to_reserve(available)?;
+    ic_cdk::api::msg_cycles_accept(available);
     check_reserve_alert(now);
-    reserve_status()
+    Ok(reserve_status())
+}
+
+fn add_to_reserve(amount: u128) -> FactoryResult<()> {
+    let reserve = repo::state().reserve;
+    let Some(sum) = reserve.checked_add(amount) else {
+        return Err(error(
+            FactoryErrorKind::Overflow {
+                what: "reserve".into(),
+            },
+            format!("adding {amount} to the reserve of {reserve} would overflow"),
+        ));
+    };
+    repo::update_state(|s| s.reserve = sum);
+    Ok(())
 }
 
 /// Sets aside `amount` of the cycles the canister already holds (e.g. deposited with `deposit_cycles`).
@@ -416,7 +472,7 @@ pub fn allocate(amount: candid::Nat, now: u64) -> FactoryResult<ReserveStatus> {
             format!("only {free} cycles of the balance are not yet in the reserve"),
         ));
     }
-    repo::update_state(|s| s.reserve += amount);
+    add_to_reserve(amount)?;
     check_reserve_alert(now);
     Ok(reserve_status())
 }

@@ -1,0 +1,934 @@
+//! The driver against a scripted fake of the IC: every step's lost replies and stale tasks, the user
+//! tampering between two awaits, reply bombs, traps, and admin actions interleaving with a task.
+//! Each test runs on its own thread, so the stable structures (thread-locals) start empty.
+
+use super::api::*;
+use super::driver::{self, Task, LEASE_NANOS};
+use super::repo;
+use super::runtime::{CallErr, CanisterFacts, ChangeFact, ChangeWhat, Runtime};
+use super::{cleanup, service};
+use candid::{Encode, Principal};
+use capsule::transfer::{ApiVersion, ImportAck, ImportPhase, ImportStatus};
+use capsule::{CapsuleStatus, Manifest};
+use ic_management_canister_types::CanisterInstallMode;
+use rstest::rstest;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+const START: u64 = 1_700_000_000_000_000_000;
+const WASM: &[u8] = b"\0asm\x01\0\0\0personal";
+
+fn user() -> Principal {
+    Principal::from_slice(&[1; 29])
+}
+fn factory() -> Principal {
+    Principal::from_slice(&[2; 10])
+}
+fn admin() -> Principal {
+    Principal::from_slice(&[3; 29])
+}
+
+/// The fake's answers complete at once: one poll runs a driver future to its end.
+fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("the fake never suspends"),
+    }
+}
+
+/// What a scripted call does instead of (or besides) its normal effect.
+#[derive(Clone)]
+enum Act {
+    /// Rejected with this code; nothing happens.
+    Reject(u32),
+    /// The call takes effect, but its reply is lost (SYS_UNKNOWN).
+    LoseReply,
+    /// The callee answers with these bytes.
+    Reply(Vec<u8>),
+    /// The call takes effect, then the factory's callback traps.
+    Trap,
+    /// Something happens while the call is in flight (the user, an admin, a newer task), then the
+    /// call proceeds normally.
+    Meanwhile(fn(&Fake)),
+}
+
+#[derive(Clone, Debug, Default)]
+struct FakeCanister {
+    controllers: Vec<Principal>,
+    module: Option<Vec<u8>>,
+    changes: Vec<ChangeFact>,
+    stopped: bool,
+    phase: Option<ImportPhase>,
+    expected: Option<Manifest>,
+    finalized: Option<Manifest>,
+    importer: Option<Principal>,
+    owner: Option<Principal>,
+}
+
+/// A scripted IC: a management canister over fake canisters, personal canisters that accept the
+/// import, and per-method scripts keyed by the call's occurrence (1-based).
+#[derive(Default)]
+struct Fake {
+    now: Cell<u64>,
+    canisters: RefCell<BTreeMap<Principal, FakeCanister>>,
+    deleted: RefCell<Vec<Principal>>,
+    script: RefCell<BTreeMap<(String, u32), Act>>,
+    seen: RefCell<BTreeMap<String, u32>>,
+    calls: RefCell<Vec<String>>,
+}
+
+impl Fake {
+    fn new() -> Self {
+        let f = Fake::default();
+        f.now.set(START);
+        f
+    }
+
+    fn on(&self, method: &str, nth: u32, act: Act) -> &Self {
+        self.script.borrow_mut().insert((method.into(), nth), act);
+        self
+    }
+
+    /// Counts the call and returns its scripted act; `Meanwhile` runs here.
+    fn enter(&self, method: &str) -> Option<Act> {
+        self.calls.borrow_mut().push(method.into());
+        let n = {
+            let mut seen = self.seen.borrow_mut();
+            let n = seen.entry(method.into()).or_default();
+            *n += 1;
+            *n
+        };
+        let act = self.script.borrow_mut().remove(&(method.to_string(), n));
+        if let Some(Act::Meanwhile(f)) = act {
+            f(self);
+            return None;
+        }
+        act
+    }
+
+    /// Applies a call's effect unless the script rejects it; then loses its reply or traps if told to.
+    fn call<T>(
+        &self,
+        method: &str,
+        effect: impl FnOnce(&Fake) -> Result<T, CallErr>,
+    ) -> Result<T, CallErr> {
+        let act = self.enter(method);
+        if let Some(Act::Reject(code)) = act {
+            return Err(reject(method, code));
+        }
+        let r = effect(self);
+        match act {
+            Some(Act::LoseReply) => Err(reject(method, 6)),
+            Some(Act::Trap) => panic!("the factory's callback for {method} traps"),
+            _ => r,
+        }
+    }
+
+    fn canister(&self, id: Principal) -> FakeCanister {
+        self.canisters.borrow()[&id].clone()
+    }
+
+    fn only_canister(&self) -> Principal {
+        *self.canisters.borrow().keys().next().expect("a canister")
+    }
+
+    fn with(&self, id: Principal, f: impl FnOnce(&mut FakeCanister)) {
+        f(self.canisters.borrow_mut().get_mut(&id).expect("exists"))
+    }
+
+    fn controlled(&self, id: Principal, by: Principal) -> Result<(), CallErr> {
+        match self.canisters.borrow().get(&id) {
+            None => Err(reject("mgmt", 3)),
+            Some(c) if !c.controllers.contains(&by) => Err(reject("mgmt", 4)),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// The user, as a controller, calls the management canister.
+    fn user_sets_controllers(&self, id: Principal, controllers: Vec<Principal>) {
+        self.with(id, |c| {
+            c.controllers = controllers.clone();
+            c.changes.push(ChangeFact {
+                by: user(),
+                what: ChangeWhat::Controllers(controllers),
+            });
+        });
+    }
+
+    /// The user installs a module with this hash.
+    fn user_installs(&self, id: Principal, module_hash: Vec<u8>) {
+        self.with(id, |c| {
+            c.module = Some(module_hash);
+            c.changes.push(ChangeFact {
+                by: user(),
+                what: ChangeWhat::Code,
+            });
+        });
+    }
+
+    fn count(&self, method: &str) -> usize {
+        self.calls.borrow().iter().filter(|m| *m == method).count()
+    }
+
+    fn personal_reply(&self, id: Principal, method: &str, arg: &[u8]) -> Result<Vec<u8>, CallErr> {
+        let c = self.canister(id);
+        if c.module.as_deref() != Some(&sha(WASM)[..]) {
+            return Err(reject(method, 5));
+        }
+        if c.stopped {
+            return Err(reject(method, 5));
+        }
+        let ack = || {
+            Encode!(&Ok::<_, capsule::Error>(ImportAck {
+                duplicate: false,
+                next: 1
+            }))
+            .unwrap()
+        };
+        Ok(match method {
+            "api_version" => Encode!(&ApiVersion { major: 1, minor: 0 }).unwrap(),
+            "import_status" => Encode!(&ImportStatus {
+                phase: c.phase.unwrap_or(ImportPhase::Ready),
+                owner: c.owner,
+                importer: c.importer,
+                expected: c.expected.clone(),
+                memory_batches: 0,
+                connection_batches: 0,
+                memories: 0,
+                connections: 0,
+                pending_blobs: 0,
+                finalized: c.finalized.clone(),
+            })
+            .unwrap(),
+            "import_begin" => {
+                let req = candid::decode_one::<capsule::transfer::ImportBegin>(arg).unwrap();
+                self.with(id, |c| {
+                    c.phase = Some(ImportPhase::Open);
+                    c.expected = Some(req.expected);
+                });
+                Encode!(&Ok::<_, capsule::Error>(self.status_of(id))).unwrap()
+            }
+            "import_blob_chunk" | "import_memories" | "import_connections" => ack(),
+            "import_finalize" => {
+                if c.phase == Some(ImportPhase::Finalized) {
+                    return Ok(Encode!(&Err::<Manifest, _>(capsule::Error::from(
+                        capsule::ErrorKind::ImportFinalized
+                    )))
+                    .unwrap());
+                }
+                self.with(id, |c| {
+                    c.phase = Some(ImportPhase::Finalized);
+                    c.finalized = c.expected.clone();
+                });
+                Encode!(&Ok::<_, capsule::Error>(c.expected.clone().unwrap())).unwrap()
+            }
+            other => panic!("unexpected personal method {other}"),
+        })
+    }
+
+    fn status_of(&self, id: Principal) -> ImportStatus {
+        let bytes = self.personal_reply(id, "import_status", &[]).unwrap();
+        candid::decode_one(&bytes).unwrap()
+    }
+}
+
+fn reject(method: &str, code: u32) -> CallErr {
+    CallErr {
+        method: method.into(),
+        code,
+        message: format!("rejected with {code}"),
+    }
+}
+
+fn sha(bytes: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).to_vec()
+}
+
+impl Runtime for Fake {
+    fn now(&self) -> u64 {
+        self.now.get()
+    }
+    fn factory(&self) -> Principal {
+        factory()
+    }
+    fn liquid_balance(&self) -> u128 {
+        1_000_000_000_000_000
+    }
+    async fn failpoint(&self, site: &str) -> FactoryResult<()> {
+        self.call(site, |_| Ok(()))
+            .map_err(FactoryError::from)
+    }
+    async fn create_canister(
+        &self,
+        controllers: Vec<Principal>,
+        _cycles: u128,
+    ) -> Result<Principal, CallErr> {
+        self.call("create_canister", |f| {
+            let id = Principal::from_slice(&[100 + f.canisters.borrow().len() as u8; 10]);
+            let changes = vec![ChangeFact {
+                by: factory(),
+                what: ChangeWhat::Created,
+            }];
+            f.canisters.borrow_mut().insert(
+                id,
+                FakeCanister {
+                    controllers,
+                    changes,
+                    ..Default::default()
+                },
+            );
+            Ok(id)
+        })
+    }
+    async fn module_hash(&self, id: Principal) -> Result<Option<Vec<u8>>, CallErr> {
+        self.call("canister_status", |f| {
+            f.controlled(id, factory())?;
+            Ok(f.canister(id).module)
+        })
+    }
+    async fn canister_info(&self, id: Principal) -> Result<CanisterFacts, CallErr> {
+        self.call("canister_info", |f| {
+            let c = f
+                .canisters
+                .borrow()
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| reject("canister_info", 3))?;
+            let keep = c.changes.len().saturating_sub(20);
+            Ok(CanisterFacts {
+                module_hash: c.module.clone(),
+                controllers: c.controllers.clone(),
+                total_changes: c.changes.len() as u64,
+                changes: c.changes[keep..].to_vec(),
+            })
+        })
+    }
+    async fn install(
+        &self,
+        id: Principal,
+        _mode: CanisterInstallMode,
+        wasm: &[u8],
+        _sha: &[u8],
+        _arg: Vec<u8>,
+        _chunked: bool,
+    ) -> Result<(), CallErr> {
+        self.call("install_code", |f| {
+            f.controlled(id, factory())?;
+            f.with(id, |c| {
+                c.module = Some(sha(wasm));
+                c.phase = Some(ImportPhase::Ready);
+                c.owner = Some(user());
+                c.importer = Some(factory());
+                c.expected = None;
+                c.finalized = None;
+                c.changes.push(ChangeFact {
+                    by: factory(),
+                    what: ChangeWhat::Code,
+                });
+            });
+            Ok(())
+        })
+    }
+    async fn set_controllers(
+        &self,
+        id: Principal,
+        controllers: Vec<Principal>,
+    ) -> Result<(), CallErr> {
+        self.call("update_settings", |f| {
+            f.controlled(id, factory())?;
+            f.with(id, |c| {
+                c.controllers = controllers.clone();
+                c.changes.push(ChangeFact {
+                    by: factory(),
+                    what: ChangeWhat::Controllers(controllers),
+                });
+            });
+            Ok(())
+        })
+    }
+    async fn stop_canister(&self, id: Principal) -> Result<(), CallErr> {
+        self.call("stop_canister", |f| {
+            f.controlled(id, factory())?;
+            f.with(id, |c| c.stopped = true);
+            Ok(())
+        })
+    }
+    async fn delete_canister(&self, id: Principal) -> Result<(), CallErr> {
+        self.call("delete_canister", |f| {
+            f.controlled(id, factory())?;
+            f.canisters.borrow_mut().remove(&id);
+            f.deleted.borrow_mut().push(id);
+            Ok(())
+        })
+    }
+    async fn call_personal(
+        &self,
+        id: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<Vec<u8>, CallErr> {
+        let act = self.enter(method);
+        match act {
+            Some(Act::Reject(code)) => Err(reject(method, code)),
+            Some(Act::Reply(bytes)) => Ok(bytes),
+            Some(Act::LoseReply) => {
+                self.personal_reply(id, method, &arg)?;
+                Err(reject(method, 6))
+            }
+            Some(Act::Trap) => {
+                self.personal_reply(id, method, &arg)?;
+                panic!("the factory's callback for {method} traps")
+            }
+            _ => self.personal_reply(id, method, &arg),
+        }
+    }
+}
+
+// ---- set-up and driving ---------------------------------------------------------------------------
+
+/// A user with a capsule of three memories and an activated personal wasm, and a funded reserve.
+fn setup() -> Fake {
+    capsule::service::capsule_create(
+        user(),
+        START,
+        capsule::CapsuleInput {
+            name: "A".into(),
+            bio: "".into(),
+        },
+    )
+    .unwrap();
+    for i in 0..3 {
+        capsule::service::memory_create(
+            user(),
+            START,
+            capsule::MemoryInput {
+                title: format!("m{i}"),
+                description: String::new(),
+                tags: vec![],
+                kind: capsule::MemoryKind::Note,
+                mime_type: "text/plain".into(),
+                asset: capsule::AssetInput::Inline {
+                    bytes: vec![i; 100].into(),
+                },
+            },
+        )
+        .unwrap();
+    }
+    let peer = Principal::from_slice(&[9; 29]);
+    capsule::service::connection_add(user(), START, peer, "friend".into()).unwrap();
+    service::wasm_put_chunk(0, WASM.to_vec().into()).unwrap();
+    service::wasm_commit(sha(WASM).into()).unwrap();
+    repo::update_state(|s| s.reserve = 100_000_000_000_000);
+    service::create(user(), START, None).unwrap();
+    Fake::new()
+}
+
+/// Leases the job to a new task, as a tick would.
+fn lease(fake: &Fake) -> Option<Task> {
+    driver::lease_runnable(fake.now()).into_iter().next()
+}
+
+/// Runs one task; `false` if its callback trapped.
+fn run_task(fake: &Fake, task: Task) -> bool {
+    std::panic::catch_unwind(AssertUnwindSafe(|| block_on(driver::run(fake, task)))).is_ok()
+}
+
+/// Ticks, advancing time, until the job settles (or 50 rounds pass).
+fn drive(fake: &Fake) -> repo::Job {
+    for _ in 0..50 {
+        if let Some(task) = lease(fake) {
+            run_task(fake, task);
+        }
+        let job = repo::job(user()).unwrap();
+        if !job.state.is_active() {
+            return job;
+        }
+        fake.now.set(fake.now.get() + LEASE_NANOS + 1);
+    }
+    repo::job(user()).unwrap()
+}
+
+fn kind(job: &repo::Job) -> FactoryErrorKind {
+    job.last_error.clone().expect("an error").kind
+}
+
+fn manifest() -> Manifest {
+    capsule::manifest::of(user()).unwrap()
+}
+
+// ---- the happy path and lost replies --------------------------------------------------------------
+
+#[test]
+fn a_job_completes_and_hands_the_canister_over() {
+    let fake = setup();
+    let before = manifest();
+    let job = drive(&fake);
+    assert_eq!(job.state, CreationState::Completed, "{:?}", job.last_error);
+    let id = job.canister_id.unwrap();
+    assert_eq!(fake.canister(id).controllers, vec![user()]);
+    assert_eq!(
+        capsule::service::status_of(user()),
+        CapsuleStatus::Migrated { canister_id: id }
+    );
+    assert_eq!(manifest(), before);
+    assert_eq!(repo::state().succeeded, 1);
+    assert_eq!(fake.count("create_canister"), 1);
+    assert_eq!(fake.count("install_code"), 1);
+}
+
+/// A reply lost after its call took effect: the job still completes, once, with every side effect once.
+#[rstest]
+#[case::canister_status("canister_status")]
+#[case::install_code("install_code")]
+#[case::api_version("api_version")]
+#[case::import_begin("import_begin")]
+#[case::import_memories("import_memories")]
+#[case::import_connections("import_connections")]
+#[case::import_finalize("import_finalize")]
+#[case::import_status("import_status")]
+#[case::update_settings("update_settings")]
+#[case::canister_info("canister_info")]
+fn a_lost_reply_is_recognized(#[case] method: &str) {
+    let fake = setup();
+    fake.on(method, 1, Act::LoseReply);
+    let job = drive(&fake);
+    assert_eq!(job.state, CreationState::Completed, "{:?}", job.last_error);
+    assert_eq!(repo::state().succeeded, 1);
+    assert_eq!(fake.count("create_canister"), 1);
+    assert_eq!(
+        fake.canister(job.canister_id.unwrap()).controllers,
+        vec![user()]
+    );
+    let factory_changes = fake.canister(job.canister_id.unwrap()).changes.len();
+    // created, installed (a second install only if the first one's reply was lost), handed over
+    assert!(factory_changes <= 4, "{factory_changes} changes");
+}
+
+// ---- one task per job -----------------------------------------------------------------------------
+
+/// While a task awaits, a newer task takes the job (its lease expired): the old task writes nothing
+/// more and stops; the new one completes the job, counted once.
+#[rstest]
+#[case::export("export.before")]
+#[case::install("install_code")]
+#[case::version("api_version")]
+#[case::import("import_memories")]
+#[case::connections("import_connections")]
+#[case::finalize("import_finalize")]
+#[case::info("canister_info")]
+#[case::verify("import_status")]
+#[case::handoff("update_settings")]
+fn a_stale_task_stops_at_its_next_await(#[case] method: &str) {
+    let fake = setup();
+    let first = lease(&fake).unwrap();
+    fake.on(
+        method,
+        1,
+        Act::Meanwhile(|f| {
+            // The lease is over and the tick hands the job to a new task.
+            f.now.set(f.now.get() + LEASE_NANOS + 1);
+            let mut job = repo::job(user()).unwrap();
+            job.lease.as_mut().unwrap().until = 0;
+            repo::save_job(&job);
+            let second = lease(f).expect("the job is leased again");
+            SECOND.with(|s| s.set(Some(second)));
+        }),
+    );
+    assert!(run_task(&fake, first));
+    let after_first = repo::job(user()).unwrap();
+    let second = SECOND.with(|s| s.get()).expect("taken over");
+    assert_eq!(
+        after_first.epoch(),
+        second.epoch,
+        "the stale task saved nothing after the take-over"
+    );
+    assert!(run_task(&fake, second));
+    let job = drive(&fake);
+    assert_eq!(job.state, CreationState::Completed, "{:?}", job.last_error);
+    assert_eq!(repo::state().succeeded, 1);
+    assert_eq!(repo::state().failed, 0);
+}
+
+/// While create_canister is in flight the task is alive however long it takes: no tick leases the job.
+#[test]
+fn a_job_awaiting_create_canister_is_not_leased_again() {
+    let fake = setup();
+    fake.on(
+        "create_canister",
+        1,
+        Act::Meanwhile(|f| {
+            f.now.set(f.now.get() + 10 * LEASE_NANOS);
+            assert!(lease(f).is_none());
+            assert!(matches!(
+                service::cancel(admin(), user(), START),
+                Err(FactoryError {
+                    kind: FactoryErrorKind::CreateInFlight,
+                    ..
+                })
+            ));
+        }),
+    );
+    let job = drive(&fake);
+    assert_eq!(job.state, CreationState::Completed, "{:?}", job.last_error);
+    assert_eq!(fake.count("create_canister"), 1);
+}
+
+thread_local! {
+    static SECOND: Cell<Option<Task>> = const { Cell::new(None) };
+}
+
+#[test]
+fn a_cancel_during_an_await_fails_the_job_and_the_task_stops() {
+    let fake = setup();
+    fake.on(
+        "import_memories",
+        1,
+        Act::Meanwhile(|_| {
+            service::cancel(admin(), user(), START).unwrap();
+        }),
+    );
+    let job = drive(&fake);
+    assert_eq!(job.state, CreationState::Failed);
+    assert_eq!(kind(&job), FactoryErrorKind::Cancelled { by: admin() });
+    assert_eq!(capsule::service::status_of(user()), CapsuleStatus::Active);
+    // The stale task sent nothing after its await.
+    assert_eq!(
+        fake.count("import_connections") + fake.count("import_finalize"),
+        0
+    );
+    assert_eq!(repo::state().failed, 1);
+}
+
+#[test]
+fn fail_never_overwrites_a_completed_job() {
+    let fake = setup();
+    let mut job = drive(&fake);
+    assert_eq!(job.state, CreationState::Completed);
+    let id = job.canister_id.unwrap();
+    driver::fail_job(
+        &mut job,
+        FactoryError::new(FactoryErrorKind::CanisterMissing, "late"),
+        START,
+    );
+    assert_eq!(repo::job(user()).unwrap().state, CreationState::Completed);
+    assert_eq!(
+        capsule::service::status_of(user()),
+        CapsuleStatus::Migrated { canister_id: id }
+    );
+    assert_eq!(repo::state().failed, 0);
+}
+
+// ---- the user as co-controller --------------------------------------------------------------------
+
+#[rstest]
+#[case::before_install("canister_status")]
+#[case::before_import("api_version")]
+#[case::mid_import("import_memories")]
+#[case::before_finalize("import_finalize")]
+#[case::before_handoff("import_status")]
+fn the_user_removing_the_factory_fails_the_job(#[case] method: &str) {
+    let fake = setup();
+    fake.on(
+        method,
+        1,
+        Act::Meanwhile(|f| {
+            let id = f.only_canister();
+            f.user_sets_controllers(id, vec![user()]);
+        }),
+    );
+    let before = manifest();
+    let job = drive(&fake);
+    assert_eq!(job.state, CreationState::Failed);
+    assert!(
+        matches!(kind(&job), FactoryErrorKind::ControlLost { by: Some(b), .. } if b == user()),
+        "{:?}",
+        kind(&job)
+    );
+    assert_eq!(capsule::service::status_of(user()), CapsuleStatus::Active);
+    assert_eq!(manifest(), before);
+    assert_eq!(
+        repo::registry_entry(job.canister_id.unwrap())
+            .unwrap()
+            .status,
+        CreationState::Failed
+    );
+    assert!(
+        service::retry(user(), START, true).is_err(),
+        "a tampered job is not retried"
+    );
+}
+
+#[rstest]
+#[case::before_install("canister_status")]
+#[case::mid_import("import_memories")]
+#[case::before_finalize("import_finalize")]
+#[case::before_handoff("import_status")]
+fn the_user_installing_own_code_fails_the_job(#[case] method: &str) {
+    let fake = setup();
+    fake.on(
+        method,
+        1,
+        Act::Meanwhile(|f| {
+            let id = f.only_canister();
+            f.user_installs(id, sha(b"the user's module"));
+        }),
+    );
+    let job = drive(&fake);
+    assert_eq!(job.state, CreationState::Failed);
+    assert!(
+        matches!(kind(&job), FactoryErrorKind::ModuleChanged { by: Some(b), .. } if b == user()),
+        "{:?}",
+        kind(&job)
+    );
+    assert_eq!(capsule::service::status_of(user()), CapsuleStatus::Active);
+    assert_eq!(fake.count("update_settings"), 0, "nothing was handed over");
+}
+
+/// The user reinstalls the factory's very module (same hash): the history still names them.
+#[test]
+fn the_user_reinstalling_the_same_module_is_still_tampering() {
+    let fake = setup();
+    fake.on(
+        "import_memories",
+        1,
+        Act::Meanwhile(|f| {
+            let id = f.only_canister();
+            f.user_installs(id, sha(WASM));
+        }),
+    );
+    let job = drive(&fake);
+    assert!(matches!(
+        kind(&job),
+        FactoryErrorKind::ModuleChanged { by: Some(_), .. }
+    ));
+}
+
+/// The expected `api_version` record with an extra field: `vec null` of 2^32-1 elements, in a few bytes.
+fn reply_bomb() -> Vec<u8> {
+    #[derive(candid::CandidType)]
+    struct Bomb {
+        major: u32,
+        minor: u32,
+        junk: Vec<()>,
+    }
+    let one = Encode!(&Bomb {
+        major: 1,
+        minor: 0,
+        junk: vec![()]
+    })
+    .unwrap();
+    let two = Encode!(&Bomb {
+        major: 1,
+        minor: 0,
+        junk: vec![(); 2]
+    })
+    .unwrap();
+    let at = one
+        .iter()
+        .zip(&two)
+        .position(|(a, b)| a != b)
+        .expect("the length differs");
+    [&one[..at], &[0xff, 0xff, 0xff, 0xff, 0x0f], &one[at + 1..]].concat()
+}
+
+#[test]
+fn a_reply_bomb_fails_the_job_instead_of_looping() {
+    let fake = setup();
+    fake.on("api_version", 1, Act::Reply(reply_bomb()));
+    let job = drive(&fake);
+    assert_eq!(job.state, CreationState::Failed);
+    assert!(
+        matches!(kind(&job), FactoryErrorKind::BadReply { .. }),
+        "{:?}",
+        kind(&job)
+    );
+    assert_eq!(capsule::service::status_of(user()), CapsuleStatus::Active);
+}
+
+// ---- traps ----------------------------------------------------------------------------------------
+
+#[test]
+fn a_step_that_keeps_trapping_fails_the_job() {
+    let fake = setup();
+    for n in 1..=10 {
+        fake.on("import_memories", n, Act::Trap);
+    }
+    let job = drive(&fake);
+    assert_eq!(job.state, CreationState::Failed);
+    let max = repo::state().max_step_attempts;
+    assert_eq!(
+        kind(&job),
+        FactoryErrorKind::StepTrapped {
+            stage: CreationState::Importing,
+            times: max
+        }
+    );
+    assert_eq!(fake.count("import_memories") as u32, max);
+    assert_eq!(capsule::service::status_of(user()), CapsuleStatus::Active);
+}
+
+#[test]
+fn a_trap_in_the_create_callback_leaves_no_create_in_flight() {
+    let fake = setup();
+    fake.on("create_canister", 1, Act::Trap);
+    let task = lease(&fake).unwrap();
+    assert!(!run_task(&fake, task));
+    assert!(
+        !driver::create_in_flight(user()),
+        "the in-flight mark left with the dropped task"
+    );
+    let job = drive(&fake);
+    // The canister exists but its id was lost with the trap: only an admin may retry.
+    assert_eq!(kind(&job), FactoryErrorKind::CreateOutcomeUnknown);
+}
+
+// ---- finalize, reinstall, cleanup -----------------------------------------------------------------
+
+#[test]
+fn a_lost_finalize_reply_keeps_the_verified_copy() {
+    let fake = setup();
+    fake.on("import_finalize", 1, Act::LoseReply);
+    for n in 2..=10 {
+        fake.on("import_finalize", n, Act::Reject(2));
+    }
+    let job = drive(&fake);
+    assert_eq!(job.state, CreationState::Failed);
+    assert!(
+        job.cursor.finalized,
+        "import_status showed the import finalized"
+    );
+    assert_eq!(capsule::service::status_of(user()), CapsuleStatus::Locked);
+    let retried = service::retry(user(), fake.now(), false).unwrap();
+    assert_eq!(retried.state, CreationState::Verifying);
+    let job = drive(&fake);
+    assert_eq!(job.state, CreationState::Completed, "{:?}", job.last_error);
+    assert_eq!(
+        fake.count("install_code"),
+        1,
+        "no reinstall over the verified copy"
+    );
+}
+
+#[test]
+fn a_retry_after_a_partial_import_reinstalls_because_the_canister_says_so() {
+    let fake = setup();
+    fake.on("import_finalize", 1, Act::Reject(4));
+    let job = drive(&fake);
+    assert_eq!(job.state, CreationState::Failed);
+    service::retry(user(), fake.now(), false).unwrap();
+    let job = drive(&fake);
+    assert_eq!(job.state, CreationState::Completed, "{:?}", job.last_error);
+    assert_eq!(fake.count("install_code"), 2);
+}
+
+#[test]
+fn cleanup_racing_a_retry_leaves_a_coherent_state() {
+    let fake = setup();
+    fake.on("import_begin", 1, Act::Reject(4));
+    let job = drive(&fake);
+    assert_eq!(job.state, CreationState::Failed);
+    let id = job.canister_id.unwrap();
+    fake.on(
+        "stop_canister",
+        1,
+        Act::Meanwhile(|_| {
+            let retried = service::retry(user(), START, false);
+            assert!(matches!(
+                retried,
+                Err(FactoryError {
+                    kind: FactoryErrorKind::NotAllowed,
+                    ..
+                })
+            ));
+            assert!(service::cancel(admin(), user(), START).is_err());
+        }),
+    );
+    block_on(cleanup::cleanup(&fake, user())).unwrap();
+    assert!(repo::job(user()).is_none());
+    assert!(repo::registry_entry(id).unwrap().deleted);
+    assert_eq!(capsule::service::status_of(user()), CapsuleStatus::Active);
+    // The user can start over.
+    service::create(user(), fake.now(), None).unwrap();
+}
+
+#[test]
+fn cleanup_of_a_canister_already_gone_or_given_away_forgets_the_job() {
+    let fake = setup();
+    fake.on(
+        "import_begin",
+        1,
+        Act::Meanwhile(|f| {
+            let id = f.only_canister();
+            f.user_sets_controllers(id, vec![user()]);
+        }),
+    );
+    let job = drive(&fake);
+    assert!(matches!(kind(&job), FactoryErrorKind::ControlLost { .. }));
+    let id = job.canister_id.unwrap();
+    block_on(cleanup::cleanup(&fake, user())).unwrap();
+    assert!(repo::job(user()).is_none());
+    assert!(
+        !repo::registry_entry(id).unwrap().deleted,
+        "released to the user, not deleted"
+    );
+
+    // And a canister deleted by someone else counts as deleted.
+    service::create(user(), fake.now(), None).unwrap();
+    fake.on("import_begin", 2, Act::Reject(4));
+    let job = drive(&fake);
+    let id = job.canister_id.unwrap();
+    fake.canisters.borrow_mut().remove(&id);
+    block_on(cleanup::cleanup(&fake, user())).unwrap();
+    assert!(repo::registry_entry(id).unwrap().deleted);
+}
+
+// ---- reserve arithmetic ---------------------------------------------------------------------------
+
+#[test]
+fn min_reserve_at_the_maximum_refuses_creation() {
+    let fake = setup();
+    service::configure(
+        FactoryConfigUpdate {
+            min_reserve: Some(service::CYCLES_SETTING_MAX.into()),
+            ..Default::default()
+        },
+        START,
+    )
+    .unwrap();
+    let too_much = FactoryConfigUpdate {
+        min_reserve: Some((service::CYCLES_SETTING_MAX + 1).into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        service::configure(too_much, START),
+        Err(FactoryError {
+            kind: FactoryErrorKind::InvalidConfig { .. },
+            ..
+        })
+    ));
+    let job = drive(&fake);
+    assert!(matches!(
+        kind(&job),
+        FactoryErrorKind::ReserveInsufficient { .. }
+    ));
+    assert_eq!(fake.count("create_canister"), 0);
+    assert_eq!(repo::state().reserve, 100_000_000_000_000);
+}
+
+#[test]
+fn min_reserve_at_u128_max_refuses_instead_of_wrapping() {
+    let fake = setup();
+    repo::update_state(|s| s.min_reserve = u128::MAX);
+    let job = drive(&fake);
+    assert!(matches!(
+        kind(&job),
+        FactoryErrorKind::ReserveInsufficient { .. }
+    ));
+    assert_eq!(fake.count("create_canister"), 0);
+}
