@@ -151,6 +151,42 @@ fn fault_hold_release_and_delay() {
 }
 
 #[test]
+fn fault_reply_answers_with_the_given_bytes_without_running_the_callee() {
+    let (mut e, a) = setup();
+    let b = setup_with(&mut e, 100 * T);
+    let bomb = b"DIDL\x01\x6d\x7f\x01\x00\xff\xff\xff\xff\x0f".to_vec();
+    e.add_fault(FaultRule {
+        times: Some(1),
+        ..rule(
+            FaultTarget::Canister(b),
+            Some("inc"),
+            FaultAction::Reply {
+                bytes: bomb.clone(),
+            },
+        )
+    });
+    let r = call_via(&mut e, a, b, "inc", none(), true);
+    assert_eq!(r.unwrap(), bomb);
+    assert_eq!(
+        query::<u64>(&mut e, b, "get", none()).unwrap(),
+        0,
+        "b never ran"
+    );
+    // The rule fired once: the next call runs b.
+    let r = call_via(&mut e, a, b, "inc", none(), true);
+    assert_eq!(Decode!(&r.unwrap(), u64).unwrap(), 1);
+    // An ingress query is answered the same way.
+    e.add_fault(rule(
+        FaultTarget::Canister(b),
+        Some("get"),
+        FaultAction::Reply {
+            bytes: Encode!(&7u64).unwrap(),
+        },
+    ));
+    assert_eq!(query::<u64>(&mut e, b, "get", none()).unwrap(), 7);
+}
+
+#[test]
 fn fault_timeout_gives_bounded_callers_sys_unknown_at_deadline() {
     let (mut e, a) = setup();
     let b = setup_with(&mut e, 100 * T);
