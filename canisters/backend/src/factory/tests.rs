@@ -261,8 +261,7 @@ impl Runtime for Fake {
         1_000_000_000_000_000
     }
     async fn failpoint(&self, site: &str) -> FactoryResult<()> {
-        self.call(site, |_| Ok(()))
-            .map_err(FactoryError::from)
+        self.call(site, |_| Ok(())).map_err(FactoryError::from)
     }
     async fn create_canister(
         &self,
