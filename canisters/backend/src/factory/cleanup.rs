@@ -7,6 +7,9 @@ use super::repo::{self, Job};
 use super::runtime::{CallErr, Runtime, DESTINATION_INVALID};
 use candid::Principal;
 
+/// Longer than the three bounded-wait calls a cleanup makes (stop, delete, canister_info).
+const CLEANUP_NANOS: u64 = 20 * 60 * 1_000_000_000;
+
 fn error(kind: FactoryErrorKind, message: impl Into<String>) -> FactoryError {
     FactoryError::new(kind, message)
 }
@@ -30,7 +33,7 @@ pub async fn cleanup<R: Runtime>(rt: &R, user: Principal) -> FactoryResult<()> {
             "only failed jobs can be cleaned up",
         ));
     }
-    if job.is_cleaning() {
+    if job.is_cleaning(rt.now()) {
         return Err(error(
             FactoryErrorKind::NotAllowed,
             "a cleanup of this job is already under way",
@@ -43,7 +46,9 @@ pub async fn cleanup<R: Runtime>(rt: &R, user: Principal) -> FactoryResult<()> {
         ));
     }
     let epoch = job.take_over();
-    job.lease.get_or_insert_with(Default::default).cleaning = true;
+    job.lease
+        .get_or_insert_with(Default::default)
+        .cleaning_until = rt.now() + CLEANUP_NANOS;
     repo::save_job(&job);
     let outcome = match job.canister_id {
         Some(id) => delete(rt, id).await.map(Some),
@@ -82,7 +87,7 @@ pub async fn cleanup<R: Runtime>(rt: &R, user: Principal) -> FactoryResult<()> {
 
 fn stop_cleaning(job: &mut Job) {
     if let Some(lease) = job.lease.as_mut() {
-        lease.cleaning = false;
+        lease.cleaning_until = 0;
     }
     repo::save_job(job);
 }

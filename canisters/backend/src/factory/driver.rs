@@ -115,7 +115,7 @@ pub fn lease_runnable(now: u64) -> Vec<Task> {
     let busy = |j: &Job| j.is_leased(now) || create_in_flight(j.user);
     let held = jobs.iter().filter(|j| busy(j)).count();
     jobs.into_iter()
-        .filter(|j| !busy(j) && !j.is_cleaning() && j.next_attempt_at <= now)
+        .filter(|j| !busy(j) && !j.is_cleaning(now) && j.next_attempt_at <= now)
         .take(cap.saturating_sub(held))
         .map(|mut job| {
             let lease = job.lease.get_or_insert_with(Default::default);

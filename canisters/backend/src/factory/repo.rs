@@ -123,8 +123,9 @@ pub struct Lease {
     pub in_step: Option<CreationState>,
     /// How many tasks in a row trapped in `in_step`.
     pub traps: u32,
-    /// An admin cleanup is deleting the job's canister: nothing else may touch the job.
-    pub cleaning: bool,
+    /// An admin cleanup is deleting the job's canister until then: nothing else may touch the job. A
+    /// time rather than a flag, so that a cleanup an upgrade cut short does not block the job forever.
+    pub cleaning_until: u64,
 }
 
 impl Job {
@@ -176,8 +177,8 @@ impl Job {
         self.lease.as_ref().is_some_and(|l| l.until > now)
     }
 
-    pub fn is_cleaning(&self) -> bool {
-        self.lease.as_ref().is_some_and(|l| l.cleaning)
+    pub fn is_cleaning(&self, now: u64) -> bool {
+        self.lease.as_ref().is_some_and(|l| l.cleaning_until > now)
     }
 
     pub fn status(&self) -> CreationStatus {

@@ -148,7 +148,7 @@ pub fn retry(user: Principal, now: u64, by_admin: bool) -> FactoryResult<Creatio
             format!("the creation is {}, not Failed", job.state.name()),
         ));
     }
-    require_quiet(&job)?;
+    require_quiet(&job, now)?;
     let last = job.last_error.as_ref().map(|e| &e.kind);
     if last.is_some_and(|k| k.is_tamper()) {
         return Err(error(
@@ -192,14 +192,14 @@ pub fn retry(user: Principal, now: u64, by_admin: bool) -> FactoryResult<Creatio
 }
 
 /// Refuses to touch a job while its create_canister call is in flight or a cleanup is deleting its canister.
-fn require_quiet(job: &Job) -> FactoryResult<()> {
+fn require_quiet(job: &Job, now: u64) -> FactoryResult<()> {
     if driver::create_in_flight(job.user) {
         return Err(error(
             FactoryErrorKind::CreateInFlight,
             "the factory is waiting for create_canister on this job; try again in a moment",
         ));
     }
-    if job.is_cleaning() {
+    if job.is_cleaning(now) {
         return Err(error(
             FactoryErrorKind::NotAllowed,
             "an admin cleanup is deleting this job's canister",
@@ -222,7 +222,7 @@ pub fn cancel(by: Principal, user: Principal, now: u64) -> FactoryResult<Creatio
             ),
         ));
     }
-    require_quiet(&job)?;
+    require_quiet(&job, now)?;
     let stage = job.state;
     job.take_over();
     let cancelled = error(

@@ -857,6 +857,23 @@ fn cleanup_racing_a_retry_leaves_a_coherent_state() {
 }
 
 #[test]
+fn a_cleanup_cut_short_blocks_the_job_only_for_a_while() {
+    let fake = setup();
+    fake.on("import_begin", 1, Act::Reject(4));
+    assert_eq!(drive(&fake).state, CreationState::Failed);
+    // The cleanup's callback traps (or an upgrade ends it): it never clears its mark.
+    fake.on("stop_canister", 1, Act::Trap);
+    let cut = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        block_on(cleanup::cleanup(&fake, user()))
+    }));
+    assert!(cut.is_err());
+    assert!(service::retry(user(), fake.now(), false).is_err());
+    fake.now.set(fake.now() + 21 * 60 * 1_000_000_000);
+    let retried = service::retry(user(), fake.now(), false).unwrap();
+    assert_eq!(retried.state, CreationState::Exporting);
+}
+
+#[test]
 fn cleanup_of_a_canister_already_gone_or_given_away_forgets_the_job() {
     let fake = setup();
     fake.on(
