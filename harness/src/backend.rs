@@ -73,6 +73,8 @@ pub enum FaultAction {
     Hold,
     DelayRounds(u32),
     Timeout,
+    /// The callee runs but its reply is lost.
+    LoseReply,
     /// The callee answers with these raw bytes.
     Reply(Vec<u8>),
 }
@@ -394,6 +396,7 @@ mod embedded {
                 FaultAction::DelayRounds(n) => engine::FaultAction::DelayRounds(n),
                 FaultAction::Timeout => engine::FaultAction::Timeout,
                 FaultAction::Reply(bytes) => engine::FaultAction::Reply { bytes },
+                FaultAction::LoseReply => engine::FaultAction::LoseReply,
             };
             let target = match rule.target {
                 Some(p) => engine::FaultTarget::Canister(p),

@@ -453,6 +453,8 @@ pub enum FaultActionSpec {
     Hold,
     DelayRounds(u32),
     Timeout,
+    /// The callee runs but its reply is lost: the caller gets SYS_UNKNOWN at its deadline.
+    LoseReply,
     /// The callee answers with these raw bytes (hex) without running, as a canister whose code was
     /// replaced could: e.g. a reply bomb.
     Reply(String),

@@ -1726,6 +1726,7 @@ impl Run<'_> {
             FaultActionSpec::Hold => FaultAction::Hold,
             FaultActionSpec::DelayRounds(n) => FaultAction::DelayRounds(*n),
             FaultActionSpec::Timeout => FaultAction::Timeout,
+            FaultActionSpec::LoseReply => FaultAction::LoseReply,
             FaultActionSpec::Reply(h) => {
                 let h = codec::interpolate_str(h, span, &self.resolver(scope))
                     .map_err(StepFail::value)?;
@@ -1777,6 +1778,7 @@ fn fault_obs(f: &FaultSpec) -> J {
         FaultActionSpec::Hold => json!("hold"),
         FaultActionSpec::DelayRounds(n) => json!({ "delay_rounds": n }),
         FaultActionSpec::Timeout => json!("timeout"),
+        FaultActionSpec::LoseReply => json!("lose_reply"),
         FaultActionSpec::Reply(h) => json!({ "reply": h }),
     };
     let mut m = Map::new();

@@ -270,6 +270,8 @@ pub struct Engine {
     queue: VecDeque<Msg>,
     delayed: Vec<(u64, Msg)>,
     held: BTreeMap<u64, Vec<Msg>>,
+    /// Callbacks whose reply a `LoseReply` fault drops, and whether their caller waits unbounded.
+    lost_replies: BTreeMap<u64, bool>,
     ingress: BTreeMap<u64, IngressState>,
     next_msg: u64,
     next_id: u64,
@@ -314,6 +316,7 @@ impl Engine {
             queue: VecDeque::new(),
             delayed: vec![],
             held: BTreeMap::new(),
+            lost_replies: BTreeMap::new(),
             ingress: BTreeMap::new(),
             next_msg: 0,
             next_id: 0,
@@ -1382,13 +1385,24 @@ impl Engine {
             ReqOrigin::Ingress(id) => {
                 self.ingress.insert(*id, IngressState::Done(result));
             }
-            ReqOrigin::Canister(cb) => self.queue.push_back(Msg::Resp(Response {
-                receiver: caller,
-                callback: *cb,
-                result,
-                refund,
-                expired: None,
-            })),
+            ReqOrigin::Canister(cb) => {
+                let result = match self.lost_replies.remove(cb) {
+                    // The caller's deadline expires with nothing received: SYS_UNKNOWN then.
+                    Some(false) => return,
+                    Some(true) => Err(Reject::ic(
+                        601,
+                        "Call deadline has expired (injected lost reply).",
+                    )),
+                    None => result,
+                };
+                self.queue.push_back(Msg::Resp(Response {
+                    receiver: caller,
+                    callback: *cb,
+                    result,
+                    refund,
+                    expired: None,
+                }))
+            }
         }
     }
 
@@ -1956,6 +1970,13 @@ impl Engine {
             }
             FaultAction::Reply { bytes } => {
                 self.respond(&req.origin, req.sender, Ok(bytes), req.cycles);
+            }
+            FaultAction::LoseReply => {
+                if let ReqOrigin::Canister(cb) = req.origin {
+                    self.lost_replies.insert(cb, req.deadline == 0);
+                }
+                req.exempt = true;
+                self.deliver_request(req);
             }
             FaultAction::Hold => {
                 req.exempt = true;

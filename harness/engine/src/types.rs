@@ -366,6 +366,10 @@ pub enum FaultAction {
     DelayRounds(u32),
     /// The message is lost: bounded-wait callers get code 6 at their deadline.
     Timeout,
+    /// The callee executes the message but its reply is lost: a bounded-wait caller gets SYS_UNKNOWN
+    /// (code 6) at its deadline, as when a response misses it; an unbounded caller gets code 6 at
+    /// once, which the IC never does.
+    LoseReply,
     /// The callee answers with these bytes without running: what a canister whose code someone
     /// replaced could answer (a malformed or oversized Candid reply, say).
     Reply {
