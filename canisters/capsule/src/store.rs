@@ -38,6 +38,8 @@ pub enum Region {
     FactoryAlerts = 26,
     Admins = 27,
     FactoryActiveJobs = 28,
+    FactoryAdmission = 29,
+    FactoryUsers = 30,
 }
 
 thread_local! {

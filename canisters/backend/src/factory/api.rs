@@ -139,6 +139,25 @@ pub enum FactoryErrorKind {
     Overflow {
         what: String,
     },
+    /// The factory admits allowlisted users only, and the caller is not one.
+    NotAllowlisted,
+    /// The caller has or had as many personal canisters as a user may; an admin may grant another.
+    CanisterLimitReached {
+        limit: u32,
+    },
+    /// The factory admitted as many requests this hour as it admits per hour.
+    RateLimited {
+        limit_per_hour: u32,
+        retry_after_secs: u64,
+    },
+    /// As many jobs are active as the factory takes at once.
+    QueueFull {
+        limit: u32,
+    },
+    /// The user retried this creation as often as users may; an admin may retry it.
+    RetryLimitReached {
+        limit: u32,
+    },
     /// The backend was upgraded (skipping its in-flight guard) while create_canister was in flight: a
     /// canister may exist that the factory never learned of. An admin must check before retrying.
     CreateOutcomeUnknown,
@@ -176,6 +195,18 @@ impl FactoryError {
             message: message.into(),
             stage: None,
         }
+    }
+    /// A bad argument or configuration value: which field, and why.
+    pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        let message = format!("{field}: {reason}");
+        FactoryError::new(
+            FactoryErrorKind::InvalidConfig {
+                field: field.into(),
+                reason,
+            },
+            message,
+        )
     }
     pub fn at(mut self, stage: CreationState) -> Self {
         self.stage = Some(stage);
@@ -328,4 +359,50 @@ pub struct FailpointArm {
     pub times: Option<u32>,
 }
 
+/// The admission limits (admin-configurable; the defaults and their reasons are in the README).
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct AdmissionConfig {
+    /// Only allowlisted principals may request a canister.
+    pub allowlist_only: bool,
+    /// Canisters a user may hold (created for them and not deleted by a cleanup), unless granted more.
+    pub max_canisters_per_user: u32,
+    /// Requests admitted per clock hour, across all users: bounds how fast the reserve can drain.
+    pub creations_per_hour: u32,
+    /// Jobs that may be active (queued or running) at once; beyond it requests are refused as busy.
+    pub max_active_jobs: u32,
+    /// Retries a user may ask for on one job; after that only an admin may retry it.
+    pub max_user_retries: u32,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            allowlist_only: false,
+            max_canisters_per_user: 1,
+            creations_per_hour: 200,
+            max_active_jobs: 1_000,
+            max_user_retries: 3,
+        }
+    }
+}
+
+/// A change to some of the admission limits.
+#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct AdmissionUpdate {
+    pub allowlist_only: Option<bool>,
+    pub max_canisters_per_user: Option<u32>,
+    pub creations_per_hour: Option<u32>,
+    pub max_active_jobs: Option<u32>,
+    pub max_user_retries: Option<u32>,
+}
+
+/// What the factory knows of one user's admission.
+#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserAdmission {
+    pub allowlisted: bool,
+    /// Canisters created for the user and not deleted by a cleanup.
+    pub canisters: u32,
+    /// Canisters an admin allowed beyond `max_canisters_per_user`.
+    pub granted: u32,
+}
 pub type FactoryResult<T> = Result<T, FactoryError>;

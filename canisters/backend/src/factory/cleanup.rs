@@ -70,6 +70,9 @@ pub async fn cleanup<R: Runtime>(rt: &R, user: Principal) -> FactoryResult<()> {
         }
     };
     if let (Some(id), Some(gone)) = (job.canister_id, gone) {
+        if gone == Gone::Deleted {
+            super::admission::record_deleted(user);
+        }
         if let Some(mut entry) = repo::registry_entry(id) {
             entry.deleted = gone == Gone::Deleted;
             entry.status = CreationState::Failed;

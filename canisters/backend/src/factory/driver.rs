@@ -561,6 +561,7 @@ fn record_created(user: Principal, created: &Result<Principal, CallErr>, cycles:
                 deleted: false,
             });
             repo::update_state(|s| s.total_consumed = s.total_consumed.saturating_add(cycles));
+            super::admission::record_canister(user);
         }
         // The IC refunds the attached cycles of a rejected call: give them back to the reserve.
         Err(_) => repo::update_state(|s| s.reserve = s.reserve.saturating_add(cycles)),

@@ -1,6 +1,7 @@
 //! The factory's endpoints (feature `personal_canister_creation`): thin wrappers that take the caller
 //! and the time from the IC and hand them to `service`.
 
+pub mod admission;
 pub mod api;
 pub mod cleanup;
 pub mod control;
@@ -29,6 +30,10 @@ pub const ADMIN_METHODS: &[&str] = &[
     "admin_retry_job",
     "admin_cleanup_job",
     "admin_cancel_job",
+    "admission_configure",
+    "admission_allow",
+    "admission_disallow",
+    "admission_grant",
     "personal_wasm_put_chunk",
     "personal_wasm_commit",
     "failpoint_arm",
@@ -178,6 +183,44 @@ fn admin_cancel_job(user: Principal) -> FactoryResult<CreationStatus> {
 async fn admin_cleanup_job(user: Principal) -> FactoryResult<()> {
     admin()?;
     cleanup::cleanup(&ic::IcRuntime, user).await
+}
+
+#[query]
+fn admission_config() -> FactoryResult<AdmissionConfig> {
+    admin()?;
+    Ok(admission::config())
+}
+
+#[update]
+fn admission_configure(update: AdmissionUpdate) -> FactoryResult<AdmissionConfig> {
+    admin()?;
+    admission::configure(update)
+}
+
+/// Puts principals on the allowlist (consulted when `allowlist_only` is on).
+#[update]
+fn admission_allow(principals: Vec<Principal>) -> FactoryResult<()> {
+    admin()?;
+    admission::set_allowed(principals, true)
+}
+
+#[update]
+fn admission_disallow(principals: Vec<Principal>) -> FactoryResult<()> {
+    admin()?;
+    admission::set_allowed(principals, false)
+}
+
+/// Allows a user one more personal canister than `max_canisters_per_user`.
+#[update]
+fn admission_grant(user: Principal) -> FactoryResult<UserAdmission> {
+    admin()?;
+    admission::grant(user)
+}
+
+#[query]
+fn admission_user(user: Principal) -> FactoryResult<UserAdmission> {
+    admin()?;
+    Ok(admission::user(user))
 }
 
 #[update]

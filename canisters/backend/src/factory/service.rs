@@ -1,6 +1,7 @@
 //! The factory's endpoint logic: validate everything, then act. Endpoints in `mod.rs` only pass the
 //! caller and the time in.
 
+use super::admission;
 use super::api::*;
 use super::driver;
 use super::repo::{self, Job};
@@ -22,17 +23,6 @@ pub const CYCLES_PER_CANISTER_MAX: u128 = 1_000_000_000_000_000;
 
 fn error(kind: FactoryErrorKind, message: impl Into<String>) -> FactoryError {
     FactoryError::new(kind, message)
-}
-
-fn invalid(field: &str, reason: impl Into<String>) -> FactoryError {
-    let reason = reason.into();
-    error(
-        FactoryErrorKind::InvalidConfig {
-            field: field.into(),
-            reason: reason.clone(),
-        },
-        format!("{field}: {reason}"),
-    )
 }
 
 pub fn require_user(caller: Principal) -> FactoryResult<()> {
@@ -59,7 +49,7 @@ pub fn require_admin(caller: Principal) -> FactoryResult<()> {
 fn page_limit(limit: Option<u32>) -> FactoryResult<usize> {
     match limit {
         None => Ok(PAGE_DEFAULT),
-        Some(n) if n == 0 || n as usize > PAGE_MAX => Err(invalid(
+        Some(n) if n == 0 || n as usize > PAGE_MAX => Err(FactoryError::invalid(
             "limit",
             format!("must be between 1 and {PAGE_MAX}"),
         )),
@@ -78,14 +68,14 @@ pub fn create(
     let config = config.unwrap_or_default();
     if let Some(name) = &config.name {
         if name.len() > NAME_MAX {
-            return Err(invalid(
+            return Err(FactoryError::invalid(
                 "name",
                 format!("is {} bytes; the limit is {NAME_MAX}", name.len()),
             ));
         }
     }
     if config.subnet_id == Some(Principal::anonymous()) {
-        return Err(invalid("subnet_id", "is not a subnet id"));
+        return Err(FactoryError::invalid("subnet_id", "is not a subnet id"));
     }
     // Asking again is idempotent: the existing job's status, whatever else has changed since.
     if let Some(job) = repo::job(caller) {
@@ -103,6 +93,7 @@ pub fn create(
             "you have no capsule to move; create one first",
         ));
     }
+    admission::admit(caller, now, repo::with(|r| r.active.len()))?;
     let job = Job::new(caller, config, now);
     repo::save_job(&job);
     repo::update_state(|s| s.attempted = s.attempted.saturating_add(1));
@@ -149,6 +140,7 @@ pub fn retry(user: Principal, now: u64, by_admin: bool) -> FactoryResult<Creatio
         ));
     }
     require_quiet(&job, now)?;
+    admission::check_retry(job.retries, by_admin)?;
     let last = job.last_error.as_ref().map(|e| &e.kind);
     if last.is_some_and(|k| k.is_tamper()) {
         return Err(error(
@@ -328,7 +320,7 @@ pub fn config_view() -> FactoryConfigView {
 }
 
 fn to_u128(field: &str, n: &candid::Nat) -> FactoryResult<u128> {
-    u128::try_from(n.0.clone()).map_err(|_| invalid(field, "is too large"))
+    u128::try_from(n.0.clone()).map_err(|_| FactoryError::invalid(field, "is too large"))
 }
 
 pub fn configure(update: FactoryConfigUpdate, now: u64) -> FactoryResult<FactoryConfigView> {
@@ -348,20 +340,20 @@ pub fn configure(update: FactoryConfigUpdate, now: u64) -> FactoryResult<Factory
         .map(|n| to_u128("alert_below", n))
         .transpose()?;
     if cycles.is_some_and(|c| c < 500_000_000_000) {
-        return Err(invalid(
+        return Err(FactoryError::invalid(
             "cycles_per_canister",
             "must cover the 500B creation fee",
         ));
     }
     if cycles.is_some_and(|c| c > CYCLES_PER_CANISTER_MAX) {
-        return Err(invalid(
+        return Err(FactoryError::invalid(
             "cycles_per_canister",
             format!("must be at most {CYCLES_PER_CANISTER_MAX}"),
         ));
     }
     for (field, value) in [("min_reserve", min_reserve), ("alert_below", alert_below)] {
         if value.is_some_and(|v| v > CYCLES_SETTING_MAX) {
-            return Err(invalid(
+            return Err(FactoryError::invalid(
                 field,
                 format!("must be at most {CYCLES_SETTING_MAX}"),
             ));
@@ -371,16 +363,22 @@ pub fn configure(update: FactoryConfigUpdate, now: u64) -> FactoryResult<Factory
         .max_concurrent_jobs
         .is_some_and(|n| n == 0 || n > 100)
     {
-        return Err(invalid("max_concurrent_jobs", "must be between 1 and 100"));
+        return Err(FactoryError::invalid(
+            "max_concurrent_jobs",
+            "must be between 1 and 100",
+        ));
     }
     if update.max_step_attempts.is_some_and(|n| n == 0 || n > 20) {
-        return Err(invalid("max_step_attempts", "must be between 1 and 20"));
+        return Err(FactoryError::invalid(
+            "max_step_attempts",
+            "must be between 1 and 20",
+        ));
     }
     if update
         .chunked_install_threshold
         .is_some_and(|n| n > 1_900_000)
     {
-        return Err(invalid(
+        return Err(FactoryError::invalid(
             "chunked_install_threshold",
             "a single install message must stay under 2 MiB",
         ));
@@ -485,14 +483,14 @@ pub fn alerts() -> Vec<ReserveAlert> {
 
 pub fn wasm_put_chunk(index: u32, bytes: serde_bytes::ByteBuf) -> FactoryResult<WasmInfo> {
     if bytes.len() > WASM_PIECE_MAX {
-        return Err(invalid(
+        return Err(FactoryError::invalid(
             "bytes",
             format!("a piece is at most {WASM_PIECE_MAX} bytes"),
         ));
     }
     let staged = repo::with(|r| r.wasm_staged.len());
     if index as u64 > staged {
-        return Err(invalid(
+        return Err(FactoryError::invalid(
             "index",
             format!("pieces go in order: expected {staged}"),
         ));
@@ -519,7 +517,7 @@ pub fn wasm_commit(expected_sha256: serde_bytes::ByteBuf) -> FactoryResult<WasmI
         }
     });
     if module.is_empty() {
-        return Err(invalid("module", "no pieces are staged"));
+        return Err(FactoryError::invalid("module", "no pieces are staged"));
     }
     let actual: [u8; 32] = Sha256::digest(&module).into();
     let clear_staged = || repo::with(|r| r.wasm_staged.clear_new());
@@ -535,7 +533,10 @@ pub fn wasm_commit(expected_sha256: serde_bytes::ByteBuf) -> FactoryResult<WasmI
     }
     if !module.starts_with(b"\0asm") && !module.starts_with(&[0x1f, 0x8b]) {
         clear_staged();
-        return Err(invalid("module", "is neither wasm nor gzipped wasm"));
+        return Err(FactoryError::invalid(
+            "module",
+            "is neither wasm nor gzipped wasm",
+        ));
     }
     repo::with(|r| {
         r.wasm.clear_new();

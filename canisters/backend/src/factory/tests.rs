@@ -893,6 +893,15 @@ fn cleanup_of_a_canister_already_gone_or_given_away_forgets_the_job() {
         !repo::registry_entry(id).unwrap().deleted,
         "released to the user, not deleted"
     );
+    // The user keeps that canister: another one needs an admin's grant.
+    assert!(matches!(
+        service::create(user(), fake.now(), None),
+        Err(FactoryError {
+            kind: FactoryErrorKind::CanisterLimitReached { limit: 1 },
+            ..
+        })
+    ));
+    super::admission::grant(user()).unwrap();
 
     // And a canister deleted by someone else counts as deleted.
     service::create(user(), fake.now(), None).unwrap();
@@ -902,6 +911,11 @@ fn cleanup_of_a_canister_already_gone_or_given_away_forgets_the_job() {
     fake.canisters.borrow_mut().remove(&id);
     block_on(cleanup::cleanup(&fake, user())).unwrap();
     assert!(repo::registry_entry(id).unwrap().deleted);
+    assert_eq!(
+        super::admission::user(user()).canisters,
+        1,
+        "the released one still counts"
+    );
 }
 
 // ---- reserve arithmetic ---------------------------------------------------------------------------
