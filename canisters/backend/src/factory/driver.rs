@@ -86,6 +86,8 @@ enum Halt {
     Failed(FactoryError),
     /// The job moved on under the task (a newer lease, a retry, a cancel): the task stops, touching nothing.
     Stale,
+    /// The factory is paused: the task releases its lease and stops; the job resumes from its facts.
+    Paused,
 }
 
 impl From<FactoryError> for Halt {
@@ -110,7 +112,11 @@ fn err(kind: FactoryErrorKind, message: impl Into<String>) -> FactoryError {
 
 /// Leases runnable jobs to new tasks, keeping at most `max_concurrent_jobs` held at once.
 pub fn lease_runnable(now: u64) -> Vec<Task> {
-    let cap = repo::state().max_concurrent_jobs as usize;
+    let state = repo::state();
+    if state.is_paused() {
+        return vec![];
+    }
+    let cap = state.max_concurrent_jobs as usize;
     let jobs = repo::active_jobs();
     let busy = |j: &Job| j.is_leased(now) || create_in_flight(j.user);
     let held = jobs.iter().filter(|j| busy(j)).count();
@@ -154,9 +160,12 @@ struct Cx<'a, R> {
 }
 
 impl<R: Runtime> Cx<'_, R> {
-    /// Re-reads the job after an await: it must still be this task's.
+    /// Re-reads the job after an await: it must still be this task's, and the factory not paused.
     fn fresh(&self, job: &mut Job) -> Step<()> {
         *job = current(self.task).ok_or(Halt::Stale)?;
+        if repo::state().is_paused() {
+            return Err(Halt::Paused);
+        }
         Ok(())
     }
 
@@ -233,6 +242,12 @@ async fn run_step<R: Runtime>(cx: &Cx<'_, R>, mut job: Job) -> bool {
     }
     match result {
         Err(Halt::Stale) => false,
+        Err(Halt::Paused) => {
+            // `job` is the stored job as just re-read: nothing of the step is lost, and it did not trap.
+            repo::save_job(&job);
+            log(&format!("job {}: paused at {}", job.user, stage.name()));
+            false
+        }
         Ok(next) => advance(cx, &mut job, next).is_ok() && next.is_active(),
         Err(Halt::Failed(e)) => {
             let transient = matches!(&e.kind, FactoryErrorKind::CallRejected { code, .. } if matches!(code, 2 | 5 | 6));
@@ -254,7 +269,10 @@ async fn run_step<R: Runtime>(cx: &Cx<'_, R>, mut job: Job) -> bool {
                 return false;
             }
             if stage == CreationState::Importing
-                && detect_finalized(cx, &mut job).await == Err(Halt::Stale)
+                && matches!(
+                    detect_finalized(cx, &mut job).await,
+                    Err(Halt::Stale | Halt::Paused)
+                )
             {
                 return false;
             }

@@ -24,6 +24,7 @@ use ic_cdk::{query, update};
 /// Methods only admins may call; `inspect_message` drops other callers' ingress to them early.
 pub const ADMIN_METHODS: &[&str] = &[
     "factory_set_enabled",
+    "factory_set_paused",
     "factory_configure",
     "reserve_top_up",
     "reserve_allocate",
@@ -101,6 +102,20 @@ fn factory_set_enabled(enabled: bool) -> FactoryResult<FactoryConfigView> {
     admin()?;
     service::set_enabled(enabled);
     Ok(service::config_view())
+}
+
+/// The emergency brake (distinct from `factory_set_enabled`, which only refuses new requests): while
+/// paused, every running job stops at its next await and none is started; unpaused, they resume.
+#[update]
+fn factory_set_paused(paused: bool) -> FactoryResult<bool> {
+    admin()?;
+    Ok(service::set_paused(paused))
+}
+
+#[query]
+fn factory_paused() -> FactoryResult<bool> {
+    admin()?;
+    Ok(repo::state().is_paused())
 }
 
 #[query]

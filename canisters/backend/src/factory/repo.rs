@@ -29,8 +29,16 @@ pub struct FactoryState {
     pub wasm_sha256: Option<ByteBuf>,
     pub wasm_len: u64,
     pub next_alert: u64,
+    /// The emergency brake: no job spends anything while it is on (`None` in state stored before it).
+    pub paused: Option<bool>,
 }
 candid_storable!(FactoryState);
+
+impl FactoryState {
+    pub fn is_paused(&self) -> bool {
+        self.paused == Some(true)
+    }
+}
 
 impl Default for FactoryState {
     fn default() -> Self {
@@ -53,6 +61,7 @@ impl Default for FactoryState {
             wasm_sha256: None,
             wasm_len: 0,
             next_alert: 0,
+            paused: None,
         }
     }
 }

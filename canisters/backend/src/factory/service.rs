@@ -397,6 +397,16 @@ pub fn configure(update: FactoryConfigUpdate, now: u64) -> FactoryResult<Factory
     Ok(config_view())
 }
 
+/// The emergency brake: while paused no job spends anything (each task stops at its next await, the
+/// tick leases nothing); new requests are still queued. Unpausing resumes every job from its facts.
+pub fn set_paused(paused: bool) -> bool {
+    repo::update_state(|s| s.paused = Some(paused));
+    if !paused {
+        timers::kick();
+    }
+    paused
+}
+
 pub fn set_enabled(enabled: bool) {
     repo::update_state(|s| s.enabled = enabled);
     if enabled {

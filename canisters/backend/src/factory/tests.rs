@@ -962,3 +962,33 @@ fn min_reserve_at_u128_max_refuses_instead_of_wrapping() {
     ));
     assert_eq!(fake.count("create_canister"), 0);
 }
+
+// ---- the emergency brake --------------------------------------------------------------------------
+
+#[test]
+fn a_pause_stops_the_task_at_its_next_await_and_resuming_completes() {
+    let fake = setup();
+    fake.on(
+        "import_memories",
+        1,
+        Act::Meanwhile(|_| {
+            service::set_paused(true);
+        }),
+    );
+    let task = lease(&fake).unwrap();
+    assert!(run_task(&fake, task));
+    let job = repo::job(user()).unwrap();
+    assert_eq!(job.state, CreationState::Importing);
+    assert_eq!(job.lease().in_step, None, "a pause is not a trap");
+    assert!(!job.is_leased(fake.now()), "the lease was released");
+    assert_eq!(job.progress.memories_imported, 0);
+    let calls = fake.calls.borrow().len();
+    fake.now.set(fake.now() + 10 * LEASE_NANOS);
+    assert!(lease(&fake).is_none(), "nothing is leased while paused");
+    assert_eq!(fake.calls.borrow().len(), calls, "nothing was spent");
+    service::set_paused(false);
+    let job = drive(&fake);
+    assert_eq!(job.state, CreationState::Completed, "{:?}", job.last_error);
+    assert_eq!(job.attempts, 0);
+    assert_eq!(repo::state().succeeded, 1);
+}
