@@ -752,8 +752,8 @@ pub fn finalize(caller: Principal) -> Result<Manifest> {
     Ok(actual)
 }
 
-/// The owner's manifest as stored now; readable by the importer (to verify) and the owner.
-pub fn manifest_for(caller: Principal) -> Result<Manifest> {
+/// The owner, if `caller` is the owner or the importer: the only ones who may read the import.
+fn owner_or_importer(caller: Principal) -> Result<Principal> {
     if caller == Principal::anonymous() {
         return Err(ErrorKind::AnonymousCaller.into());
     }
@@ -762,5 +762,17 @@ pub fn manifest_for(caller: Principal) -> Result<Manifest> {
     if caller != owner && st.importer != Some(caller) {
         return Err(ErrorKind::NotOwner.into());
     }
+    Ok(owner)
+}
+
+/// The import's status, for the owner and the importer.
+pub fn status_for(caller: Principal) -> Result<ImportStatus> {
+    owner_or_importer(caller)?;
+    Ok(status())
+}
+
+/// The owner's manifest as stored now; readable by the importer (to verify) and the owner.
+pub fn manifest_for(caller: Principal) -> Result<Manifest> {
+    let owner = owner_or_importer(caller)?;
     manifest::of(owner).ok_or_else(|| ErrorKind::CapsuleNotFound.into())
 }

@@ -59,9 +59,10 @@ fn import_finalize() -> Result<Manifest> {
     transfer::finalize(ic_cdk::api::msg_caller())
 }
 
+/// The import's progress, for the owner and the importer only.
 #[ic_cdk::query]
-fn import_status() -> ImportStatus {
-    transfer::status()
+fn import_status() -> Result<ImportStatus> {
+    transfer::status_for(ic_cdk::api::msg_caller())
 }
 
 /// The manifest of the owner's capsule as stored now, for the importer's verification and the owner.

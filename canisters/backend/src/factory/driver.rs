@@ -644,7 +644,7 @@ async fn install_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<Creatio
 
 /// Whether the installed personal canister has received nothing yet, for this user, from this factory.
 async fn import_untouched<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<bool> {
-    let s: ImportStatus = personal(cx, job, "import_status", ()).await?;
+    let s: ImportStatus = import_call(cx, job, "import_status", ()).await?;
     Ok(s.phase == ImportPhase::Ready
         && s.owner == Some(job.user)
         && s.importer == Some(cx.rt.factory()))
@@ -796,7 +796,7 @@ async fn detect_finalized<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<()>
     if job.cursor.finalized || !job.cursor.connections_done || job.canister_id.is_none() {
         return Ok(());
     }
-    if let Ok(status) = personal::<_, _, ImportStatus>(cx, job, "import_status", ()).await {
+    if let Ok(status) = import_call::<_, _, ImportStatus>(cx, job, "import_status", ()).await {
         if status.finalized.is_some() && status.finalized == job.expected {
             job.cursor.finalized = true;
             cx.save(job)?;
@@ -844,7 +844,7 @@ async fn hand_over<R: Runtime>(
     // The module was the pinned one and only the factory had changed the canister: its account of the
     // manifest it verified at finalize is the installed code's (the owner may write from then on).
     let expected = job.expected.clone().expect("set in Exporting");
-    let status: ImportStatus = personal(cx, job, "import_status", ()).await?;
+    let status: ImportStatus = import_call(cx, job, "import_status", ()).await?;
     match status.finalized {
         Some(actual) if actual == expected => {}
         Some(actual) => return Err(manifest_mismatch(Box::new(expected), Box::new(actual)).into()),

@@ -192,7 +192,7 @@ impl Fake {
         };
         Ok(match method {
             "api_version" => Encode!(&ApiVersion { major: 1, minor: 0 }).unwrap(),
-            "import_status" => Encode!(&ImportStatus {
+            "import_status" => Encode!(&Ok::<_, capsule::Error>(ImportStatus {
                 phase: c.phase.unwrap_or(ImportPhase::Ready),
                 owner: c.owner,
                 importer: c.importer,
@@ -203,7 +203,7 @@ impl Fake {
                 connections: 0,
                 pending_blobs: 0,
                 finalized: c.finalized.clone(),
-            })
+            }))
             .unwrap(),
             "import_begin" => {
                 let req = candid::decode_one::<capsule::transfer::ImportBegin>(arg).unwrap();
@@ -233,7 +233,9 @@ impl Fake {
 
     fn status_of(&self, id: Principal) -> ImportStatus {
         let bytes = self.personal_reply(id, "import_status", &[]).unwrap();
-        candid::decode_one(&bytes).unwrap()
+        candid::decode_one::<Result<ImportStatus, capsule::Error>>(&bytes)
+            .unwrap()
+            .unwrap()
     }
 }
 
