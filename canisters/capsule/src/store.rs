@@ -40,6 +40,7 @@ pub enum Region {
     FactoryActiveJobs = 28,
     FactoryAdmission = 29,
     FactoryUsers = 30,
+    FactoryLeases = 31,
 }
 
 thread_local! {

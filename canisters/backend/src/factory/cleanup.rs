@@ -3,7 +3,7 @@
 //! `cleaning` before the first await, so no retry or cancel can start under it, and re-read after.
 
 use super::api::*;
-use super::repo::{self, Job};
+use super::repo;
 use super::runtime::{CallErr, Runtime, DESTINATION_INVALID};
 use candid::Principal;
 
@@ -24,7 +24,7 @@ enum Gone {
 }
 
 pub async fn cleanup<R: Runtime>(rt: &R, user: Principal) -> FactoryResult<()> {
-    let Some(mut job) = repo::job(user) else {
+    let Some(job) = repo::job(user) else {
         return Err(error(FactoryErrorKind::JobNotFound, "no job for this user"));
     };
     if job.state != CreationState::Failed {
@@ -33,7 +33,7 @@ pub async fn cleanup<R: Runtime>(rt: &R, user: Principal) -> FactoryResult<()> {
             "only failed jobs can be cleaned up",
         ));
     }
-    if job.is_cleaning(rt.now()) {
+    if repo::lease(user).is_cleaning(rt.now()) {
         return Err(error(
             FactoryErrorKind::NotAllowed,
             "a cleanup of this job is already under way",
@@ -45,17 +45,14 @@ pub async fn cleanup<R: Runtime>(rt: &R, user: Principal) -> FactoryResult<()> {
             "the factory is waiting for create_canister on this job; try again in a moment",
         ));
     }
-    let epoch = job.take_over();
-    job.lease
-        .get_or_insert_with(Default::default)
-        .cleaning_until = rt.now() + CLEANUP_NANOS;
-    repo::save_job(&job);
+    let epoch = repo::take_over(user);
+    repo::update_lease(user, |l| l.cleaning_until = rt.now() + CLEANUP_NANOS);
     let outcome = match job.canister_id {
         Some(id) => delete(rt, id).await.map(Some),
         None => Ok(None),
     };
     // Nothing else may have touched the job (retries refuse a cleaning job), but check what is stored.
-    let Some(mut job) = repo::job(user).filter(|j| j.epoch() == epoch) else {
+    let Some(job) = repo::job(user).filter(|_| repo::lease(user).epoch == epoch) else {
         return Err(error(
             FactoryErrorKind::NotAllowed,
             "the job changed during the cleanup",
@@ -65,7 +62,7 @@ pub async fn cleanup<R: Runtime>(rt: &R, user: Principal) -> FactoryResult<()> {
         Ok(gone) => gone,
         Err(e) => {
             // The canister is still there and still the factory's: the job stays, retryable again.
-            stop_cleaning(&mut job);
+            repo::update_lease(user, |l| l.cleaning_until = 0);
             return Err(e.into());
         }
     };
@@ -81,18 +78,12 @@ pub async fn cleanup<R: Runtime>(rt: &R, user: Principal) -> FactoryResult<()> {
         }
     }
     repo::remove_job(user);
+    repo::update_lease(user, |l| l.cleaning_until = 0);
     // A job that failed after its import was finalized kept the capsule locked.
     if capsule::service::status_of(user) == capsule::CapsuleStatus::Locked {
         capsule::service::set_status(user, capsule::CapsuleStatus::Active);
     }
     Ok(())
-}
-
-fn stop_cleaning(job: &mut Job) {
-    if let Some(lease) = job.lease.as_mut() {
-        lease.cleaning_until = 0;
-    }
-    repo::save_job(job);
 }
 
 /// Stops and deletes the canister. A canister that no longer exists counts as deleted; one the factory

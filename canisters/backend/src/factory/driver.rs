@@ -117,71 +117,83 @@ pub fn lease_runnable(now: u64) -> Vec<Task> {
         return vec![];
     }
     let cap = state.max_concurrent_jobs as usize;
-    let jobs = repo::active_jobs();
-    let busy = |j: &Job| j.is_leased(now) || create_in_flight(j.user);
-    let held = jobs.iter().filter(|j| busy(j)).count();
-    jobs.into_iter()
-        .filter(|j| !busy(j) && !j.is_cleaning(now) && j.next_attempt_at <= now)
-        .take(cap.saturating_sub(held))
-        .map(|mut job| {
-            let lease = job.lease.get_or_insert_with(Default::default);
-            lease.epoch += 1;
-            lease.until = now + LEASE_NANOS;
-            let task = Task {
-                user: job.user,
-                epoch: lease.epoch,
-            };
-            repo::save_job(&job);
-            task
-        })
-        .collect()
+    let users = repo::active_users();
+    let busy = |u: Principal| repo::lease(u).is_leased(now) || create_in_flight(u);
+    let held = users.iter().filter(|u| busy(**u)).count();
+    let mut tasks = vec![];
+    for user in users {
+        if tasks.len() >= cap.saturating_sub(held) {
+            break;
+        }
+        let lease = repo::lease(user);
+        if busy(user) || lease.is_cleaning(now) {
+            continue;
+        }
+        if repo::job(user).is_none_or(|j| j.next_attempt_at > now) {
+            continue;
+        }
+        let lease = repo::update_lease(user, |l| {
+            l.epoch += 1;
+            l.until = now + LEASE_NANOS;
+        });
+        tasks.push(Task {
+            user,
+            epoch: lease.epoch,
+        });
+    }
+    tasks
 }
 
 /// After an upgrade no task survives: their leases are void, and a step they were in did not trap.
 pub fn release_all_leases() {
-    for mut job in repo::active_jobs() {
-        if let Some(lease) = job.lease.as_mut() {
-            lease.until = 0;
-            lease.in_step = None;
-            repo::save_job(&job);
-        }
+    for user in repo::active_users() {
+        repo::update_lease(user, |l| {
+            l.until = 0;
+            l.in_step = None;
+        });
     }
 }
 
-/// The job as stored, if it is still this task's to act on.
-fn current(task: Task) -> Option<Job> {
-    repo::job(task.user).filter(|j| j.epoch() == task.epoch && j.state.is_active())
+/// Whether the job is still this task's to act on: the same epoch, and still active.
+fn current(task: Task) -> bool {
+    repo::lease(task.user).epoch == task.epoch && repo::is_active(task.user)
 }
 
-/// The task's view of its job and the world: every re-read and save goes through here.
+/// The task's view of its job and the world: every check and save goes through here. While the epoch
+/// is the task's, nobody else writes the job, so the task's copy is the stored one.
 struct Cx<'a, R> {
     rt: &'a R,
     task: Task,
 }
 
 impl<R: Runtime> Cx<'_, R> {
-    /// Re-reads the job after an await: it must still be this task's, and the factory not paused.
-    fn fresh(&self, job: &mut Job) -> Step<()> {
-        *job = current(self.task).ok_or(Halt::Stale)?;
+    /// After an await: the job must still be this task's, and the factory not paused.
+    fn fresh(&self) -> Step<()> {
+        if !current(self.task) {
+            return Err(Halt::Stale);
+        }
         if repo::state().is_paused() {
             return Err(Halt::Paused);
         }
         Ok(())
     }
 
-    /// Saves the task's copy if the stored job is still this task's, and renews the lease.
+    /// Saves the task's copy if the job is still this task's (a compare-and-swap on the epoch), and
+    /// renews the lease.
     fn save(&self, job: &mut Job) -> Step<()> {
-        current(self.task).ok_or(Halt::Stale)?;
+        if !current(self.task) {
+            return Err(Halt::Stale);
+        }
         let now = self.rt.now();
         job.updated_at = now;
-        job.lease.get_or_insert_with(Default::default).until = now + LEASE_NANOS;
+        repo::update_lease(job.user, |l| l.until = now + LEASE_NANOS);
         repo::save_job(job);
         Ok(())
     }
 
-    async fn failpoint(&self, job: &mut Job, site: &str) -> Step<()> {
+    async fn failpoint(&self, site: &str) -> Step<()> {
         let r = self.rt.failpoint(site).await;
-        self.fresh(job)?;
+        self.fresh()?;
         Ok(r?)
     }
 }
@@ -192,60 +204,54 @@ impl<R: Runtime> Cx<'_, R> {
 /// the task. Releases the lease if it is still the task's.
 pub async fn run<R: Runtime>(rt: &R, task: Task) {
     let cx = Cx { rt, task };
-    while let Some(job) = current(task) {
+    while current(task) {
+        let Some(job) = repo::job(task.user) else {
+            break;
+        };
         if job.next_attempt_at > rt.now() || !run_step(&cx, job).await {
             break;
         }
     }
-    if let Some(mut job) = current(task) {
-        if let Some(lease) = job.lease.as_mut() {
-            lease.until = 0;
-        }
-        repo::save_job(&job);
+    if current(task) {
+        repo::update_lease(task.user, |l| l.until = 0);
     }
 }
 
 /// Runs the job's current stage once; whether the task should go on with the next.
 async fn run_step<R: Runtime>(cx: &Cx<'_, R>, mut job: Job) -> bool {
     let stage = job.state;
+    let user = job.user;
     let max = repo::state().max_step_attempts;
     // The attempt marker, persisted before the step's first await: a later task that finds it knows
     // this step trapped (a trap rolls back everything after the last await, the marker included).
-    let lease = job.lease.get_or_insert_with(Default::default);
-    if lease.in_step == Some(stage) {
-        lease.traps += 1;
-    } else {
-        lease.in_step = Some(stage);
-        lease.traps = 0;
-    }
-    let traps = lease.traps;
-    if traps >= max {
+    let lease = repo::update_lease(user, |l| {
+        if l.in_step == Some(stage) {
+            l.traps += 1;
+        } else {
+            l.in_step = Some(stage);
+            l.traps = 0;
+        }
+    });
+    if lease.traps >= max {
+        let times = lease.traps;
         let e = err(
-            FactoryErrorKind::StepTrapped {
-                stage,
-                times: traps,
-            },
+            FactoryErrorKind::StepTrapped { stage, times },
             format!(
-                "{} trapped {traps} times in a row; the job stops instead of looping",
+                "{} trapped {times} times in a row; the job stops instead of looping",
                 stage.name()
             ),
         );
         fail_job(&mut job, e.at(stage), cx.rt.now());
         return false;
     }
-    if cx.save(&mut job).is_err() {
-        return false;
-    }
     let result = step(cx, &mut job).await;
-    if let Some(lease) = job.lease.as_mut() {
-        lease.in_step = None;
+    if current(cx.task) {
+        repo::update_lease(user, |l| l.in_step = None);
     }
     match result {
         Err(Halt::Stale) => false,
         Err(Halt::Paused) => {
-            // `job` is the stored job as just re-read: nothing of the step is lost, and it did not trap.
-            repo::save_job(&job);
-            log(&format!("job {}: paused at {}", job.user, stage.name()));
+            log(&format!("job {user}: paused at {}", stage.name()));
             false
         }
         Ok(next) => advance(cx, &mut job, next).is_ok() && next.is_active(),
@@ -259,8 +265,7 @@ async fn run_step<R: Runtime>(cx: &Cx<'_, R>, mut job: Job) -> bool {
                 job.next_attempt_at = now + backoff;
                 if cx.save(&mut job).is_ok() {
                     log(&format!(
-                        "job {}: {} failed (attempt {}), retrying: {}",
-                        job.user,
+                        "job {user}: {} failed (attempt {}), retrying: {}",
                         stage.name(),
                         job.attempts,
                         job.last_error.as_ref().map_or("", |e| e.message.as_str())
@@ -276,7 +281,7 @@ async fn run_step<R: Runtime>(cx: &Cx<'_, R>, mut job: Job) -> bool {
             {
                 return false;
             }
-            if current(cx.task).is_some() {
+            if current(cx.task) {
                 fail_job(&mut job, e.at(stage), cx.rt.now());
             }
             false
@@ -294,10 +299,8 @@ fn advance<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job, next: CreationState) -> St
     job.state = next;
     job.attempts = 0;
     job.last_error = None;
-    if let Some(lease) = job.lease.as_mut() {
-        lease.traps = 0;
-    }
     cx.save(job)?;
+    repo::update_lease(job.user, |l| l.traps = 0);
     repo::sync_registry(job);
     if next == CreationState::Completed {
         repo::update_state(|s| s.succeeded = s.succeeded.saturating_add(1));
@@ -309,7 +312,7 @@ fn advance<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job, next: CreationState) -> St
 /// factory never modified, unlocks, unless the import was finalized (the copy is verified and only the
 /// handoff remains) and nothing was tampered with. A job that is no longer active is left alone.
 pub fn fail_job(job: &mut Job, err: FactoryError, now: u64) {
-    if !repo::job(job.user).is_some_and(|j| j.state.is_active()) {
+    if !repo::is_active(job.user) {
         return;
     }
     log(&format!(
@@ -323,11 +326,11 @@ pub fn fail_job(job: &mut Job, err: FactoryError, now: u64) {
     job.state = CreationState::Failed;
     job.last_error = Some(err);
     job.updated_at = now;
-    if let Some(lease) = job.lease.as_mut() {
-        lease.until = 0;
-        lease.in_step = None;
-        lease.traps = 0;
-    }
+    repo::update_lease(job.user, |l| {
+        l.until = 0;
+        l.in_step = None;
+        l.traps = 0;
+    });
     repo::save_job(job);
     repo::sync_registry(job);
     repo::update_state(|s| {
@@ -361,7 +364,7 @@ async fn step<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<CreationState> 
 async fn confirm<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job, check_module: bool) -> Step<Control> {
     let id = canister_of(job)?;
     let info = cx.rt.canister_info(id).await;
-    cx.fresh(job)?;
+    cx.fresh()?;
     let custody = job.custody();
     let pinned = custody
         .module_sha256
@@ -427,7 +430,7 @@ async fn personal<R: Runtime, A: ArgumentEncoder, T: CandidType + DeserializeOwn
     let id = canister_of(job)?;
     let arg = candid::encode_args(args).expect("encode arguments");
     let reply = cx.rt.call_personal(id, method, arg).await;
-    cx.fresh(job)?;
+    cx.fresh()?;
     match reply {
         Ok(bytes) => Ok(decode_reply(method, &bytes)?),
         Err(e) => Err(explain(cx, job, e.into()).await),
@@ -462,7 +465,7 @@ fn canister_of(job: &Job) -> Result<Principal, FactoryError> {
 // ---- Exporting ------------------------------------------------------------------------------------
 
 async fn export_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<CreationState> {
-    cx.failpoint(job, "export.before").await?;
+    cx.failpoint("export.before").await?;
     let user = job.user;
     let Some(manifest) = capsule::manifest::of(user) else {
         return Err(err(
@@ -482,7 +485,7 @@ async fn export_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<Creation
         job.expected = Some(manifest);
         cx.save(job)?;
     }
-    cx.failpoint(job, "export.after").await?;
+    cx.failpoint("export.after").await?;
     Ok(CreationState::Creating)
 }
 
@@ -498,7 +501,7 @@ async fn create_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<Creation
             "the backend was upgraded while create_canister was in flight; check for an untracked canister, then retry",
         ).into());
     }
-    cx.failpoint(job, "create.before").await?;
+    cx.failpoint("create.before").await?;
     let st = repo::state();
     let cycles = st.cycles_per_canister;
     // Saturating: a min_reserve at the top of the range must refuse, not wrap into a small number.
@@ -536,8 +539,9 @@ async fn create_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<Creation
             .await
     };
     // The answer is a fact whatever happened to the job meanwhile: record it before anything else.
-    record_created(user, &created, cycles, cx.rt.now());
-    cx.fresh(job)?;
+    record_created(user, &created, cx.rt.now(), cycles);
+    cx.fresh()?;
+    *job = repo::job(user).ok_or(Halt::Stale)?;
     let id = created?;
     super::service::check_reserve_alert(cx.rt.now());
     if job.canister_id != Some(id) {
@@ -545,12 +549,12 @@ async fn create_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<Creation
         // the registry, known and marked Failed, for an admin to delete.
         return Err(Halt::Stale);
     }
-    cx.failpoint(job, "create.after").await?;
+    cx.failpoint("create.after").await?;
     Ok(CreationState::Installing)
 }
 
 /// Writes create_canister's outcome into the stored job and the registry, in the message of the reply.
-fn record_created(user: Principal, created: &Result<Principal, CallErr>, cycles: u128, now: u64) {
+fn record_created(user: Principal, created: &Result<Principal, CallErr>, now: u64, cycles: u128) {
     let mut job = repo::job(user);
     if let Some(job) = job.as_mut() {
         job.create_in_flight = false;
@@ -600,10 +604,10 @@ async fn install_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<Creatio
         )
         .into());
     };
-    cx.failpoint(job, "install.before").await?;
+    cx.failpoint("install.before").await?;
     confirm(cx, job, false).await?;
     let installed = cx.rt.module_hash(id).await;
-    cx.fresh(job)?;
+    cx.fresh()?;
     let installed = match installed {
         Ok(h) => h,
         Err(e) => return Err(explain(cx, job, e.into()).await),
@@ -629,14 +633,14 @@ async fn install_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<Creatio
         let arg = candid::encode_one(init).expect("encode init");
         let chunked = wasm.len() as u64 > repo::state().chunked_install_threshold;
         let r = cx.rt.install(id, mode, &wasm, &sha, arg, chunked).await;
-        cx.fresh(job)?;
+        cx.fresh()?;
         if let Err(e) = r {
             return Err(explain(cx, job, e.into()).await);
         }
     } else {
         cx.save(job)?;
     }
-    cx.failpoint(job, "install.after").await?;
+    cx.failpoint("install.after").await?;
     confirm(cx, job, true).await?;
     check_version(cx, job).await?;
     Ok(CreationState::Importing)
@@ -651,7 +655,7 @@ async fn import_untouched<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<boo
 }
 
 async fn check_version<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<()> {
-    cx.failpoint(job, "version.before").await?;
+    cx.failpoint("version.before").await?;
     let v: capsule::transfer::ApiVersion = personal(cx, job, "api_version", ()).await?;
     if v.major != PERSONAL_API_MAJOR {
         return Err(err(
@@ -678,7 +682,7 @@ async fn import_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<Creation
     confirm(cx, job, true).await?;
     check_version(cx, job).await?;
     if !job.cursor.begun {
-        cx.failpoint(job, "import.begin").await?;
+        cx.failpoint("import.begin").await?;
         let capsule = export::snapshot(user)
             .ok_or_else(|| err(FactoryErrorKind::NoCapsule, "the capsule disappeared"))?;
         let expected = job.expected.clone().expect("set in Exporting");
@@ -709,7 +713,7 @@ async fn import_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<Creation
                 _ => 0,
             };
             for index in start..capsule::store::chunk_count(len) {
-                cx.failpoint(job, "import.chunk").await?;
+                cx.failpoint("import.chunk").await?;
                 let chunk =
                     export::blob_chunk(user, m.id, index).expect("a frozen capsule's blob chunk");
                 let sent = chunk.bytes.len() as u64;
@@ -722,7 +726,7 @@ async fn import_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<Creation
                 cx.save(job)?;
             }
         }
-        cx.failpoint(job, "import.batch").await?;
+        cx.failpoint("import.batch").await?;
         let count = page.len() as u64;
         let inline: u64 = page
             .iter()
@@ -750,7 +754,7 @@ async fn import_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<Creation
             cx.save(job)?;
             break;
         };
-        cx.failpoint(job, "import.connections").await?;
+        cx.failpoint("import.connections").await?;
         let count = page.len() as u64;
         let batch = ConnectionBatch {
             seq: job.cursor.connection_seq,
@@ -763,7 +767,7 @@ async fn import_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<Creation
         cx.save(job)?;
     }
     if !job.cursor.finalized {
-        cx.failpoint(job, "import.finalize").await?;
+        cx.failpoint("import.finalize").await?;
         // The data went into the canister the factory installed, and nobody else touched it.
         confirm(cx, job, true).await?;
         match import_call::<_, _, Manifest>(cx, job, "import_finalize", ()).await {
@@ -802,7 +806,11 @@ async fn detect_finalized<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<()>
             cx.save(job)?;
         }
     }
-    current(cx.task).map(|_| ()).ok_or(Halt::Stale)
+    if current(cx.task) {
+        Ok(())
+    } else {
+        Err(Halt::Stale)
+    }
 }
 
 fn manifest_mismatch(expected: Box<Manifest>, actual: Box<Manifest>) -> FactoryError {
@@ -821,7 +829,7 @@ fn manifest_mismatch(expected: Box<Manifest>, actual: Box<Manifest>) -> FactoryE
 async fn verify_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> Step<CreationState> {
     let id = canister_of(job)?;
     let user = job.user;
-    cx.failpoint(job, "verify.before").await?;
+    cx.failpoint("verify.before").await?;
     if !job.handoff_done {
         // A lost reply to an earlier attempt's handoff shows in the history as the factory's own change.
         if let Control::Held { .. } = confirm(cx, job, true).await? {
@@ -859,19 +867,19 @@ async fn hand_over<R: Runtime>(
             .into())
         }
     }
-    cx.failpoint(job, "handoff.before").await?;
+    cx.failpoint("handoff.before").await?;
     // Again, right before the handoff: the canister may have changed while it answered.
     confirm(cx, job, true).await?;
     let sent = cx.rt.set_controllers(id, vec![user]).await;
-    cx.fresh(job)?;
-    cx.failpoint(job, "handoff.after").await?;
+    cx.fresh()?;
+    cx.failpoint("handoff.after").await?;
     // Whatever the reply said, the history tells whether the handoff happened.
     match confirm(cx, job, true).await? {
         Control::HandedOver => Ok(()),
         Control::Held { .. } => {
             sent?;
             let info = cx.rt.canister_info(id).await;
-            cx.fresh(job)?;
+            cx.fresh()?;
             let controllers = info.map(|i| i.controllers).unwrap_or_default();
             Err(err(
                 FactoryErrorKind::HandoffUnconfirmed {

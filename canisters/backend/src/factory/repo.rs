@@ -5,8 +5,10 @@ use super::api::*;
 use candid::{CandidType, Deserialize, Principal};
 use capsule::store::{memory, Region, VMem};
 use capsule::{candid_storable, Manifest};
-use ic_stable_structures::{Cell, StableBTreeMap};
+use ic_stable_structures::storable::Bound;
+use ic_stable_structures::{Cell, StableBTreeMap, Storable};
 use serde_bytes::ByteBuf;
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -107,8 +109,6 @@ pub struct Job {
     pub progress: Progress,
     pub created_at: u64,
     pub updated_at: u64,
-    /// Which task may act on the job; `None` in a job no task has leased yet.
-    pub lease: Option<Lease>,
 }
 candid_storable!(Job);
 
@@ -122,8 +122,10 @@ pub struct Custody {
 }
 
 /// One task per job: every lease, retry, cancel and cleanup takes a new epoch, and a task acts only while
-/// the stored epoch is the one it was started with.
-#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+/// the stored epoch is the one it was started with. Kept apart from the job, in a fixed 29-byte
+/// encoding, so that the check after every await costs next to nothing; never removed, so a user's
+/// epochs only grow.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Lease {
     pub epoch: u64,
     /// The lease is held until then (0: released); every save by its task renews it.
@@ -135,6 +137,61 @@ pub struct Lease {
     /// An admin cleanup is deleting the job's canister until then: nothing else may touch the job. A
     /// time rather than a flag, so that a cleanup an upgrade cut short does not block the job forever.
     pub cleaning_until: u64,
+}
+
+impl Lease {
+    pub fn is_leased(&self, now: u64) -> bool {
+        self.until > now
+    }
+
+    pub fn is_cleaning(&self, now: u64) -> bool {
+        self.cleaning_until > now
+    }
+}
+
+const STAGES: [CreationState; 8] = [
+    CreationState::NotStarted,
+    CreationState::Exporting,
+    CreationState::Creating,
+    CreationState::Installing,
+    CreationState::Importing,
+    CreationState::Verifying,
+    CreationState::Completed,
+    CreationState::Failed,
+];
+
+impl Storable for Lease {
+    fn to_bytes(&self) -> Cow<'_, [u8]> {
+        let mut b = Vec::with_capacity(29);
+        b.extend_from_slice(&self.epoch.to_le_bytes());
+        b.extend_from_slice(&self.until.to_le_bytes());
+        b.push(self.in_step.map_or(0, |s| {
+            1 + STAGES.iter().position(|x| *x == s).unwrap_or(0) as u8
+        }));
+        b.extend_from_slice(&self.traps.to_le_bytes());
+        b.extend_from_slice(&self.cleaning_until.to_le_bytes());
+        Cow::Owned(b)
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        self.to_bytes().into_owned()
+    }
+
+    fn from_bytes(b: Cow<'_, [u8]>) -> Self {
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        Lease {
+            epoch: u64_at(0),
+            until: u64_at(8),
+            in_step: b[16].checked_sub(1).map(|i| STAGES[i as usize]),
+            traps: u32::from_le_bytes(b[17..21].try_into().expect("4 bytes")),
+            cleaning_until: u64_at(21),
+        }
+    }
+
+    const BOUND: Bound = Bound::Bounded {
+        max_size: 29,
+        is_fixed_size: true,
+    };
 }
 
 impl Job {
@@ -157,37 +214,11 @@ impl Job {
             progress: Progress::default(),
             created_at: now,
             updated_at: now,
-            lease: None,
         }
-    }
-
-    pub fn lease(&self) -> Lease {
-        self.lease.clone().unwrap_or_default()
-    }
-
-    pub fn epoch(&self) -> u64 {
-        self.lease.as_ref().map_or(0, |l| l.epoch)
-    }
-
-    /// Takes the job from whatever task holds it: that task stops at its next await.
-    pub fn take_over(&mut self) -> u64 {
-        let lease = self.lease.get_or_insert_with(Lease::default);
-        lease.epoch += 1;
-        lease.until = 0;
-        lease.in_step = None;
-        lease.epoch
     }
 
     pub fn custody(&self) -> Custody {
         self.custody.clone().unwrap_or_default()
-    }
-
-    pub fn is_leased(&self, now: u64) -> bool {
-        self.lease.as_ref().is_some_and(|l| l.until > now)
-    }
-
-    pub fn is_cleaning(&self, now: u64) -> bool {
-        self.lease.as_ref().is_some_and(|l| l.cleaning_until > now)
     }
 
     pub fn status(&self) -> CreationStatus {
@@ -220,6 +251,7 @@ pub struct Repo {
     /// Users whose job is not Completed or Failed: what the driver scans.
     pub active: StableBTreeMap<Principal, (), VMem>,
     pub registry: StableBTreeMap<Principal, StoredEntry, VMem>,
+    pub leases: StableBTreeMap<Principal, Lease, VMem>,
     pub alerts: StableBTreeMap<u64, StoredAlert, VMem>,
     /// The active personal WASM, in 1 MiB pieces.
     pub wasm: StableBTreeMap<u32, Vec<u8>, VMem>,
@@ -233,6 +265,7 @@ thread_local! {
         jobs: StableBTreeMap::init(memory(Region::FactoryJobs)),
         active: StableBTreeMap::init(memory(Region::FactoryActiveJobs)),
         registry: StableBTreeMap::init(memory(Region::FactoryRegistry)),
+        leases: StableBTreeMap::init(memory(Region::FactoryLeases)),
         alerts: StableBTreeMap::init(memory(Region::FactoryAlerts)),
         wasm: StableBTreeMap::init(memory(Region::FactoryWasm)),
         wasm_staged: StableBTreeMap::init(memory(Region::FactoryWasmChunks)),
@@ -275,6 +308,39 @@ pub fn remove_job(user: Principal) {
         r.jobs.remove(&user);
         r.active.remove(&user);
     });
+}
+
+pub fn is_active(user: Principal) -> bool {
+    with(|r| r.active.contains_key(&user))
+}
+
+pub fn active_users() -> Vec<Principal> {
+    with(|r| r.active.keys().collect())
+}
+
+pub fn lease(user: Principal) -> Lease {
+    with(|r| r.leases.get(&user).unwrap_or_default())
+}
+
+pub fn set_lease(user: Principal, lease: &Lease) {
+    with(|r| r.leases.insert(user, lease.clone()));
+}
+
+pub fn update_lease(user: Principal, f: impl FnOnce(&mut Lease)) -> Lease {
+    let mut lease = lease(user);
+    f(&mut lease);
+    set_lease(user, &lease);
+    lease
+}
+
+/// Takes the job from whatever task holds it: that task stops at its next await. The new epoch.
+pub fn take_over(user: Principal) -> u64 {
+    update_lease(user, |l| {
+        l.epoch += 1;
+        l.until = 0;
+        l.in_step = None;
+    })
+    .epoch
 }
 
 pub fn active_jobs() -> Vec<Job> {

@@ -171,7 +171,7 @@ pub fn retry(user: Principal, now: u64, by_admin: bool) -> FactoryResult<Creatio
         job.create_in_flight = false;
         job.state = CreationState::Exporting;
     }
-    job.take_over();
+    repo::take_over(user);
     job.attempts = 0;
     job.retries += 1;
     job.next_attempt_at = now;
@@ -191,7 +191,7 @@ fn require_quiet(job: &Job, now: u64) -> FactoryResult<()> {
             "the factory is waiting for create_canister on this job; try again in a moment",
         ));
     }
-    if job.is_cleaning(now) {
+    if repo::lease(job.user).is_cleaning(now) {
         return Err(error(
             FactoryErrorKind::NotAllowed,
             "an admin cleanup is deleting this job's canister",
@@ -216,7 +216,7 @@ pub fn cancel(by: Principal, user: Principal, now: u64) -> FactoryResult<Creatio
     }
     require_quiet(&job, now)?;
     let stage = job.state;
-    job.take_over();
+    repo::take_over(user);
     let cancelled = error(
         FactoryErrorKind::Cancelled { by },
         format!("cancelled by admin {} at {}", by.to_text(), stage.name()),
