@@ -186,27 +186,31 @@ fn fault_reply_answers_with_the_given_bytes_without_running_the_callee() {
     assert_eq!(query::<u64>(&mut e, b, "get", none()).unwrap(), 7);
 }
 
-#[test]
-fn fault_lose_reply_runs_the_callee_and_gives_sys_unknown_at_the_deadline() {
-    let (mut e, a) = setup();
-    let b = setup_with(&mut e, 100 * T);
-    e.add_fault(FaultRule {
+/// `a` calls `b.inc` with a 10-second bounded wait; the engine runs until idle. The call's id.
+fn inc_with_10s_timeout(e: &mut Engine, a: Principal, b: Principal) -> MessageId {
+    let arg = Encode!(&b, &"inc".to_string(), &none(), &10u32).unwrap();
+    let id = e.submit_call(user(), a, "call_with_timeout", &arg).unwrap();
+    e.run_until_idle(10).unwrap();
+    id
+}
+
+fn lose_one_inc_reply(b: Principal) -> FaultRule {
+    FaultRule {
         times: Some(1),
         ..rule(
             FaultTarget::Canister(b),
             Some("inc"),
             FaultAction::LoseReply,
         )
-    });
-    let id = e
-        .submit_call(
-            user(),
-            a,
-            "call_with_timeout",
-            &Encode!(&b, &"inc".to_string(), &none(), &10u32).unwrap(),
-        )
-        .unwrap();
-    e.run_until_idle(10).unwrap();
+    }
+}
+
+#[test]
+fn fault_lose_reply_runs_the_callee_and_gives_sys_unknown_at_the_deadline() {
+    let (mut e, a) = setup();
+    let b = setup_with(&mut e, 100 * T);
+    e.add_fault(lose_one_inc_reply(b));
+    let id = inc_with_10s_timeout(&mut e, a, b);
     assert!(e.call_result(id).is_none(), "no reply before the deadline");
     assert_eq!(query::<u64>(&mut e, b, "get", none()).unwrap(), 1, "b ran");
     e.advance_time(Duration::from_secs(11));
@@ -215,14 +219,7 @@ fn fault_lose_reply_runs_the_callee_and_gives_sys_unknown_at_the_deadline() {
         .unwrap_err();
     assert_eq!(r.code, 6);
     // An unbounded caller gets code 6 at once.
-    e.add_fault(FaultRule {
-        times: Some(1),
-        ..rule(
-            FaultTarget::Canister(b),
-            Some("inc"),
-            FaultAction::LoseReply,
-        )
-    });
+    e.add_fault(lose_one_inc_reply(b));
     let r = call_via(&mut e, a, b, "inc", none(), false);
     assert_eq!(r.unwrap_err().code, 6);
     assert_eq!(query::<u64>(&mut e, b, "get", none()).unwrap(), 2);
@@ -237,15 +234,7 @@ fn fault_timeout_gives_bounded_callers_sys_unknown_at_deadline() {
         Some("inc"),
         FaultAction::Timeout,
     ));
-    let id = e
-        .submit_call(
-            user(),
-            a,
-            "call_with_timeout",
-            &Encode!(&b, &"inc".to_string(), &none(), &10u32).unwrap(),
-        )
-        .unwrap();
-    e.run_until_idle(10).unwrap();
+    let id = inc_with_10s_timeout(&mut e, a, b);
     assert!(e.call_result(id).is_none());
     e.advance_time(Duration::from_secs(11));
     let r = Decode!(&e.await_call(id).unwrap(), CallRes)
