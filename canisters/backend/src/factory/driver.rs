@@ -1,7 +1,8 @@
 //! Walks jobs through their stages. A tick leases runnable jobs to tasks (`lease_runnable`); a task
 //! (`run`) owns its job through the epoch of its lease and acts only while that epoch is stored: after
-//! every await it re-reads the job and stops if anyone (a newer task, a retry, a cancel, a cleanup)
-//! moved it, and every save is a compare-and-swap on the epoch that renews the lease. Each step is
+//! every await it checks the lease and the job's state and stops if anyone (a newer task, a retry, a
+//! cancel, a cleanup) moved them, and every save is a compare-and-swap on the epoch that renews the
+//! lease. While the epoch is the task's nobody else writes the job, so its copy is the stored one. Each step is
 //! "once": it reads the facts persisted so far, acts, and persists what it learned before anything
 //! else, so a retry, a resumed task or an upgrade never repeats a side effect. What the user's
 //! co-controlled canister is running is confirmed through the management canister (`control`), never
