@@ -24,6 +24,8 @@ pub enum AdminError {
     NotAdmin,
     /// Removing the last admin would leave only controllers in charge; refused to avoid lock-out.
     LastAdmin,
+    /// The anonymous principal can hold no role (anyone can call as it).
+    AnonymousAdmin,
 }
 
 fn require_admin() -> Result<Principal, AdminError> {
@@ -39,7 +41,11 @@ fn require_admin() -> Result<Principal, AdminError> {
 
 #[ic_cdk::init]
 fn init(arg: BackendInit) {
-    for a in arg.admins {
+    for a in arg
+        .admins
+        .into_iter()
+        .filter(|a| *a != Principal::anonymous())
+    {
         admin::add(a);
     }
     #[cfg(feature = "personal_canister_creation")]
@@ -60,7 +66,8 @@ fn pre_upgrade() {
 /// factory's driver, so a migration in flight resumes from its persisted facts.
 #[ic_cdk::post_upgrade]
 fn post_upgrade(arg: Option<BackendInit>) {
-    for a in arg.map(|a| a.admins).unwrap_or_default() {
+    let admins = arg.map(|a| a.admins).unwrap_or_default();
+    for a in admins.into_iter().filter(|a| *a != Principal::anonymous()) {
         admin::add(a);
     }
     #[cfg(feature = "personal_canister_creation")]
@@ -97,6 +104,9 @@ fn admins_list() -> Result<Vec<Principal>, AdminError> {
 #[ic_cdk::update]
 fn admin_add(p: Principal) -> Result<(), AdminError> {
     require_admin()?;
+    if p == Principal::anonymous() {
+        return Err(AdminError::AnonymousAdmin);
+    }
     admin::add(p);
     Ok(())
 }
