@@ -176,6 +176,18 @@ pub struct FactoryError {
 }
 
 impl FactoryErrorKind {
+    /// Rejects that may go away by themselves: SYS_TRANSIENT, CANISTER_ERROR (a trap, a stopped or
+    /// frozen callee) and SYS_UNKNOWN (a bounded-wait timeout; every step checks before repeating).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            FactoryErrorKind::CallRejected {
+                code: 2 | 5 | 6,
+                ..
+            }
+        )
+    }
+
     /// What the management canister found wrong with a canister the user co-controls. Such a job is
     /// never retried: the canister is no longer what the factory made.
     pub fn is_tamper(&self) -> bool {

@@ -17,14 +17,6 @@ pub struct CallErr {
 /// Reject code of a call whose destination does not exist (e.g. a deleted canister).
 pub const DESTINATION_INVALID: u32 = 3;
 
-impl CallErr {
-    /// Rejects that may go away by themselves: SYS_TRANSIENT, CANISTER_ERROR (a trap, a stopped or
-    /// frozen callee) and SYS_UNKNOWN (a bounded-wait timeout; every step checks before repeating).
-    pub fn transient(&self) -> bool {
-        matches!(self.code, 2 | 5 | 6)
-    }
-}
-
 impl From<CallErr> for FactoryError {
     fn from(e: CallErr) -> Self {
         let message = format!("{} was rejected (code {}): {}", e.method, e.code, e.message);
