@@ -147,6 +147,17 @@ pub trait Ic {
     fn remove_fault(&mut self, id: u64);
     fn release_held(&mut self, id: u64) -> usize;
     /// Every canister that exists, in creation order (capability `inspect`).
+    /// A position in the per-execution metrics, for `instructions_since` (engine only).
+    fn metrics_mark(&self) -> usize {
+        0
+    }
+    /// The instructions of each execution of `canister` since `mark`.
+    fn instructions_since(&self, _mark: usize, _canister: Principal) -> Result<Vec<u64>, String> {
+        Err(format!(
+            "{} does not count instructions per execution",
+            self.kind().name()
+        ))
+    }
     fn canister_ids(&mut self) -> Result<Vec<Principal>, String> {
         Err("listing every canister needs the embedded engine (capability `inspect`)".into())
     }
@@ -423,6 +434,19 @@ mod embedded {
                 Some(f) => self.e.release_held(f),
                 None => 0,
             }
+        }
+        fn metrics_mark(&self) -> usize {
+            self.e.metrics().records.len()
+        }
+        fn instructions_since(&self, mark: usize, canister: Principal) -> Result<Vec<u64>, String> {
+            let records = &self.e.metrics().records;
+            Ok(records
+                .get(mark..)
+                .unwrap_or_default()
+                .iter()
+                .filter(|r| r.canister == canister)
+                .map(|r| r.instructions)
+                .collect())
         }
         fn canister_ids(&mut self) -> Result<Vec<Principal>, String> {
             Ok(self.e.canister_ids())

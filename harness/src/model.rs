@@ -382,6 +382,9 @@ pub struct Step {
     pub in_flight: Option<InFlight>,
     /// Leave the step out of the transcript (default: in).
     pub snapshot: Option<bool>,
+    /// For `call`, `query` and `check`: the most instructions any one execution of the called canister
+    /// may use during the step (a cost bound; needs the `metrics` capability).
+    pub max_instructions: Option<Spanned<u64>>,
 }
 
 /// `canisters: {expect: {count: 3, created: ["${pid}"]}}`: every canister on the IC.

@@ -1650,6 +1650,15 @@ impl Linter<'_> {
                     principal_ref(l, at, &r)?;
                 }
             }
+            if let Some(m) = &st.max_instructions {
+                if !matches!(s.action, "call" | "query" | "check") {
+                    return Err(verr(
+                        "type",
+                        m.span,
+                        "`max_instructions` applies to `call`, `query` and `check`",
+                    ));
+                }
+            }
             if st.reject.is_some()
                 && matches!(s.action, "upgrade" | "reinstall")
                 && st.expect.is_some()

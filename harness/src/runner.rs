@@ -259,6 +259,9 @@ pub fn needed_capabilities(l: &Loaded) -> BTreeSet<Capability> {
     {
         caps.insert(Capability::Inspect);
     }
+    if l.all_steps().any(|s| s.step.max_instructions.is_some()) {
+        caps.insert(Capability::Metrics);
+    }
     caps
 }
 
@@ -1069,6 +1072,36 @@ impl Run<'_> {
         self.decode(raw, p)
     }
 
+    /// Fails the step if an execution of the called canister since `mark` used more than `bound`.
+    fn check_instructions(
+        &mut self,
+        p: &plan::Prepared,
+        mark: usize,
+        bound: &Spanned<u64>,
+    ) -> Result<(), StepFail> {
+        let canister =
+            p.at.or_else(|| self.principals.get(&p.canister).copied())
+                .unwrap_or_else(Principal::anonymous);
+        let used = self
+            .ic
+            .instructions_since(mark, canister)
+            .map_err(|e| StepFail::msg(bound.span, e))?;
+        match used.iter().max() {
+            Some(&max) if max > bound.value => Err(StepFail::msg(
+                bound.span,
+                format!(
+                    "an execution of {}.{} used {max} instructions, more than max_instructions {}",
+                    p.canister, p.method, bound.value
+                ),
+            )),
+            Some(_) => Ok(()),
+            None => Err(StepFail::msg(
+                bound.span,
+                format!("{}.{} ran no execution to measure", p.canister, p.method),
+            )),
+        }
+    }
+
     fn decode(&self, raw: Result<Vec<u8>, Reject>, p: &plan::Prepared) -> Result<IDLValue, Reject> {
         match raw {
             Ok(bytes) => codec::decode_reply(&bytes, &p.rets, &p.iface.env).map_err(|e| Reject {
@@ -1196,7 +1229,11 @@ impl Run<'_> {
                 if let Some(a) = self.args_obs(&p) {
                     obs.insert("args".into(), a);
                 }
+                let mark = self.ic.metrics_mark();
                 let result = self.do_call(&p);
+                if let Some(bound) = &s.max_instructions {
+                    self.check_instructions(&p, mark, bound)?;
+                }
                 self.note_reply(&p.canister, &p.method, &result);
                 self.render_result(obs, &result);
                 let mm = self.expectations(st, &p, &result)?;

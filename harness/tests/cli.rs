@@ -47,7 +47,12 @@ fn unmet_backend_exits_5_with_reason() {
         "pocketic",
     ]);
     assert_eq!(code, 5, "{text}");
-    assert!(text.contains("POCKET_IC_BIN"), "{text}");
+    let reason = if cfg!(feature = "pocketic") {
+        "POCKET_IC_BIN"
+    } else {
+        "cargo feature `pocketic`"
+    };
+    assert!(text.contains(reason), "{text}");
 }
 
 #[test]

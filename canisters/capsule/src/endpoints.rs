@@ -1,13 +1,27 @@
 //! The capsule API's endpoints, written once for both canisters.
 //!
-//! `capsule_endpoints!()` expands, inside a canister crate that depends on `capsule`, `ic-cdk`, `candid`
-//! and `serde_bytes`, to thin
+//! `capsule_endpoints!()` expands, inside a canister crate that depends on `capsule`, `ic-cdk`,
+//! `ic-cdk-timers`, `candid` and `serde_bytes`, to `capsule_start_timers()` (call it from init and
+//! post_upgrade) and thin
 //! `#[update]`/`#[query]` functions over `service`: the caller and the time come from the IC here and
 //! nowhere else. Both canisters expanding the same macro is what keeps their capsule services identical.
 
 #[macro_export]
 macro_rules! capsule_endpoints {
     () => {
+        /// Arms the capsule store's timers: the sweeper that drops expired uploads in small batches.
+        fn capsule_start_timers() {
+            fn sweep() {
+                if ::capsule::service::sweep_expired_uploads(::ic_cdk::api::time()) {
+                    ::ic_cdk_timers::set_timer(::std::time::Duration::ZERO, async { sweep() });
+                }
+            }
+            ::ic_cdk_timers::set_timer_interval(
+                ::std::time::Duration::from_secs(::capsule::limits::UPLOAD_SWEEP_INTERVAL_SECS),
+                || async { sweep() },
+            );
+        }
+
         #[::ic_cdk::update]
         fn capsule_create(
             input: ::capsule::types::CapsuleInput,

@@ -48,6 +48,15 @@ pub enum ErrorKind {
         upload_id: u64,
         missing_chunks: u32,
     },
+    /// Every chunk is in but the digest is still catching up with chunks that came out of order;
+    /// each `upload_finish` advances it by a bounded amount.
+    UploadHashing {
+        upload_id: u64,
+        hashed_chunks: u32,
+        chunk_count: u32,
+    },
+    /// The service's storage budget is used up: nothing that adds data is accepted until space is freed.
+    StorageFull,
     ChunkOutOfRange {
         index: u32,
         chunk_count: u32,
@@ -112,6 +121,15 @@ impl Error {
         })
     }
 
+    /// `TooLong` for byte totals, which can exceed a wasm32 `usize`.
+    pub fn too_large(field: &str, max: u64, actual: u64) -> Self {
+        Self::new(ErrorKind::TooLong {
+            field: field.into(),
+            max,
+            actual,
+        })
+    }
+
     pub fn too_many(field: &str, max: usize, actual: usize) -> Self {
         Self::new(ErrorKind::TooMany {
             field: field.into(),
@@ -166,6 +184,8 @@ fn code(kind: &ErrorKind) -> &'static str {
         UploadNotFound { .. } => "UploadNotFound",
         UploadExpired { .. } => "UploadExpired",
         UploadIncomplete { .. } => "UploadIncomplete",
+        UploadHashing { .. } => "UploadHashing",
+        StorageFull => "StorageFull",
         ChunkOutOfRange { .. } => "ChunkOutOfRange",
         ChunkSizeInvalid { .. } => "ChunkSizeInvalid",
         ChunkConflict { .. } => "ChunkConflict",
@@ -203,6 +223,10 @@ fn describe(kind: &ErrorKind) -> String {
         UploadIncomplete { upload_id, missing_chunks } => {
             format!("upload {upload_id} is missing {missing_chunks} chunk(s)")
         }
+        UploadHashing { upload_id, hashed_chunks, chunk_count } => format!(
+            "upload {upload_id} is still being hashed ({hashed_chunks} of {chunk_count} chunks); call upload_finish again"
+        ),
+        StorageFull => "the service's storage is full; nothing can be added now (deleting still works)".into(),
         ChunkOutOfRange { index, chunk_count } => {
             format!("chunk {index} is out of range: the blob has {chunk_count} chunk(s)")
         }

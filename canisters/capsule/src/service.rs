@@ -2,10 +2,11 @@
 //! caller and bounds its input before touching storage, and returns a typed error for bad input.
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::hash::RunningSha256;
 use crate::limits::*;
 use crate::store::{
     self, chunk_count, chunk_len, CapsuleRecord, ConnectionRecord, LockRecord, MemoryRecord, Store,
-    StoredAsset, UploadRecord,
+    StoredAsset, UploadHash, UploadRecord,
 };
 use crate::types::*;
 use candid::Principal;
@@ -145,6 +146,7 @@ pub fn capsule_create(caller: Principal, now: u64, input: CapsuleInput) -> Resul
         if s.capsules.contains_key(&caller) {
             return Err(ErrorKind::CapsuleExists.into());
         }
+        s.check_room(RECORD_ROOM)?;
         let record = CapsuleRecord {
             owner: caller,
             name: input.name,
@@ -242,7 +244,14 @@ pub(crate) fn check_memory_fields(
     check_text("mime_type", mime_type, MIME_MAX)
 }
 
-pub(crate) fn check_capacity(capsule: &CapsuleRecord, added_bytes: u64) -> Result<()> {
+/// Refuses a new memory of `added_bytes` that would take the capsule past its limits. The caller's
+/// open uploads count as stored (but `attaching`, the one becoming this memory's blob, only once).
+fn check_capacity(
+    s: &Store,
+    capsule: &CapsuleRecord,
+    added_bytes: u64,
+    attaching: Option<u64>,
+) -> Result<()> {
     if capsule.memory_count >= MEMORIES_MAX {
         return Err(Error::too_many(
             "memories",
@@ -250,15 +259,28 @@ pub(crate) fn check_capacity(capsule: &CapsuleRecord, added_bytes: u64) -> Resul
             capsule.memory_count as usize + 1,
         ));
     }
-    let total = capsule.stored_bytes + added_bytes;
+    let reserved = open_upload_bytes(s, capsule.owner, attaching);
+    check_bytes(capsule.stored_bytes + reserved + added_bytes)
+}
+
+fn check_bytes(total: u64) -> Result<()> {
     if total > CAPSULE_BYTES_MAX {
-        return Err(Error::too_long(
-            "capsule storage",
-            CAPSULE_BYTES_MAX as usize,
-            total as usize,
+        return Err(Error::too_large(
+            "capsule storage (stored and open uploads)",
+            CAPSULE_BYTES_MAX,
+            total,
         ));
     }
     Ok(())
+}
+
+/// The bytes the owner's open uploads will add, except `except`'s (at most `UPLOADS_PER_CALLER_MAX`).
+fn open_upload_bytes(s: &Store, owner: Principal, except: Option<u64>) -> u64 {
+    s.uploads
+        .range((owner, 0)..=(owner, u64::MAX))
+        .filter(|e| Some(e.key().1) != except && e.value().hash != Some(UploadHash::Aborted))
+        .map(|e| e.value().total_len)
+        .sum()
 }
 
 pub fn memory_create(caller: Principal, now: u64, input: MemoryInput) -> Result<Memory> {
@@ -276,10 +298,14 @@ pub fn memory_create(caller: Principal, now: u64, input: MemoryInput) -> Result<
     }
     store::with_mut(|s| {
         let mut capsule = writable_capsule(s, caller)?;
+        s.check_room(RECORD_ROOM)?;
         let (asset, added) = match input.asset {
-            AssetInput::None => (StoredAsset::None, 0),
+            AssetInput::None => {
+                check_capacity(s, &capsule, 0, None)?;
+                (StoredAsset::None, 0)
+            }
             AssetInput::Inline { bytes } => {
-                check_capacity(&capsule, bytes.len() as u64)?;
+                check_capacity(s, &capsule, bytes.len() as u64, None)?;
                 let sha = ByteBuf::from(sha256(&bytes).to_vec());
                 let len = bytes.len() as u64;
                 (StoredAsset::Inline { bytes, sha256: sha }, len)
@@ -295,8 +321,8 @@ pub fn memory_create(caller: Principal, now: u64, input: MemoryInput) -> Result<
                     }
                     .into());
                 };
-                check_capacity(&capsule, upload.total_len)?;
-                s.uploads.remove(&key);
+                check_capacity(s, &capsule, upload.total_len, Some(upload_id))?;
+                s.take_upload(key);
                 let chunks = upload
                     .chunks
                     .into_iter()
@@ -311,7 +337,6 @@ pub fn memory_create(caller: Principal, now: u64, input: MemoryInput) -> Result<
                 )
             }
         };
-        check_capacity(&capsule, added)?;
         let id = capsule.next_memory_id;
         let record = MemoryRecord {
             title: input.title,
@@ -453,11 +478,13 @@ pub fn blob_read_chunk(caller: Principal, memory_id: u64, index: u32) -> Result<
 
 // ---- uploads --------------------------------------------------------------------------------------
 
-/// The caller's upload, if it exists and has not expired; an expired one is dropped on the spot.
+/// The caller's upload, if it exists and has not expired; an expired one is dropped on the spot, an
+/// aborted one is left to the sweeper.
 fn live_upload(s: &mut Store, key: (Principal, u64), now: u64) -> Result<UploadRecord> {
     let upload = s
         .uploads
         .get(&key)
+        .filter(|u| u.hash != Some(UploadHash::Aborted))
         .ok_or(ErrorKind::UploadNotFound { upload_id: key.1 })?;
     if now >= upload.expires_at {
         drop_upload(s, key);
@@ -467,7 +494,7 @@ fn live_upload(s: &mut Store, key: (Principal, u64), now: u64) -> Result<UploadR
 }
 
 fn drop_upload(s: &mut Store, key: (Principal, u64)) {
-    if let Some(upload) = s.uploads.remove(&key) {
+    if let Some(upload) = s.take_upload(key) {
         s.free_slots(upload.chunks.into_iter().flatten().map(|c| c.slot));
     }
 }
@@ -481,15 +508,11 @@ pub fn upload_begin(caller: Principal, now: u64, req: UploadBegin) -> Result<Upl
         ));
     }
     if req.total_len > BLOB_MAX {
-        return Err(Error::too_long(
-            "total_len",
-            BLOB_MAX as usize,
-            req.total_len as usize,
-        ));
+        return Err(Error::too_large("total_len", BLOB_MAX, req.total_len));
     }
     store::with_mut(|s| {
         let capsule = writable_capsule(s, caller)?;
-        check_capacity(&capsule, req.total_len)?;
+        s.check_room(RECORD_ROOM)?;
         let expired: Vec<_> = s
             .uploads
             .range((caller, 0)..=(caller, u64::MAX))
@@ -499,7 +522,11 @@ pub fn upload_begin(caller: Principal, now: u64, req: UploadBegin) -> Result<Upl
         for key in expired {
             drop_upload(s, key);
         }
-        let open = s.uploads.range((caller, 0)..=(caller, u64::MAX)).count();
+        let open = s
+            .uploads
+            .range((caller, 0)..=(caller, u64::MAX))
+            .filter(|e| e.value().hash != Some(UploadHash::Aborted))
+            .count();
         if open >= UPLOADS_PER_CALLER_MAX {
             return Err(Error::too_many(
                 "open uploads",
@@ -507,10 +534,11 @@ pub fn upload_begin(caller: Principal, now: u64, req: UploadBegin) -> Result<Upl
                 open + 1,
             ));
         }
+        check_capacity(s, &capsule, req.total_len, None)?;
         let upload_id = s.next_upload_id();
         let chunk_count = chunk_count(req.total_len);
         let expires_at = now + UPLOAD_TTL_NANOS;
-        s.uploads.insert(
+        s.insert_upload(
             (caller, upload_id),
             UploadRecord {
                 owner: caller,
@@ -518,6 +546,7 @@ pub fn upload_begin(caller: Principal, now: u64, req: UploadBegin) -> Result<Upl
                 chunks: vec![None; chunk_count as usize],
                 expires_at,
                 finished_sha256: None,
+                hash: None,
             },
         );
         Ok(UploadSession {
@@ -576,12 +605,54 @@ pub fn upload_put_chunk(
                 Err(ErrorKind::ChunkConflict { index }.into())
             };
         }
+        s.check_room(CHUNK_SIZE as u64 + RECORD_ROOM)?;
         upload.chunks[index as usize] = Some(s.store_chunk(&bytes, hash)?);
+        advance_hash(s, &mut upload, Some((index as usize, &bytes)));
         s.uploads.insert(key, upload);
         Ok(())
     })
 }
 
+/// Feeds the upload's digest the chunks that now follow its hashed prefix: the one in hand for free,
+/// at most `UPLOAD_HASH_CATCH_UP` others read back from storage. When the last chunk is in, the
+/// digest is done.
+fn advance_hash(s: &Store, upload: &mut UploadRecord, in_hand: Option<(usize, &[u8])>) {
+    let mut running = match &upload.hash {
+        Some(UploadHash::Done(_)) | Some(UploadHash::Aborted) => return,
+        Some(UploadHash::Running(stored)) => RunningSha256::from_stored(stored).unwrap_or_default(),
+        None => RunningSha256::default(),
+    };
+    let count = upload.chunks.len();
+    let mut next = (running.len() / CHUNK_SIZE as u64) as usize;
+    let mut reads = 0;
+    while next < count {
+        let Some(chunk) = &upload.chunks[next] else {
+            break;
+        };
+        let read_back;
+        let bytes = match in_hand {
+            Some((index, bytes)) if index == next => bytes,
+            _ if reads == UPLOAD_HASH_CATCH_UP => break,
+            _ => {
+                reads += 1;
+                read_back = s.slots_read(chunk.slot, chunk.len as usize);
+                &read_back[..]
+            }
+        };
+        if next + 1 == count {
+            let digest = running.finish(bytes);
+            upload.hash = Some(UploadHash::Done(ByteBuf::from(digest.to_vec())));
+            return;
+        }
+        running.absorb(bytes);
+        next += 1;
+    }
+    upload.hash = Some(UploadHash::Running(running.to_stored()));
+}
+
+/// Completes an upload whose chunks are all in. Costs the same at any size: the digest was built as
+/// the chunks arrived (or catches up by a bounded step per call, `UploadHashing`). A digest that is
+/// not the expected one aborts the upload: it cannot be finished again, and the sweeper frees its chunks.
 pub fn upload_finish(
     caller: Principal,
     now: u64,
@@ -618,13 +689,26 @@ pub fn upload_finish(
             }
             .into());
         }
-        let mut hasher = Sha256::new();
-        for (index, chunk) in upload.chunks.iter().enumerate() {
-            let chunk = chunk.as_ref().expect("all chunks present");
-            hasher.update(s.slots_read(chunk.slot, chunk_len(upload.total_len, index)));
-        }
-        let actual: [u8; 32] = hasher.finalize().into();
-        if actual.as_slice() != expected_sha256.as_slice() {
+        advance_hash(s, &mut upload, None);
+        let actual = match &upload.hash {
+            Some(UploadHash::Done(digest)) => digest.clone(),
+            Some(UploadHash::Running(stored)) => {
+                let hashed_chunks = (stored.len / CHUNK_SIZE as u64) as u32;
+                let chunk_count = upload.chunks.len() as u32;
+                s.uploads.insert(key, upload);
+                return Err(ErrorKind::UploadHashing {
+                    upload_id,
+                    hashed_chunks,
+                    chunk_count,
+                }
+                .into());
+            }
+            Some(UploadHash::Aborted) | None => {
+                unreachable!("a live upload has a digest state after advance_hash")
+            }
+        };
+        if actual != expected_sha256 {
+            s.abort_upload(key, upload, now);
             return Err(Error::hash_mismatch(&expected_sha256, &actual));
         }
         upload.finished_sha256 = Some(expected_sha256.clone());
@@ -642,12 +726,39 @@ pub fn upload_abort(caller: Principal, upload_id: u64) -> Result<()> {
     check_caller(caller)?;
     store::with_mut(|s| {
         let key = (caller, upload_id);
-        if !s.uploads.contains_key(&key) {
+        let open = s
+            .uploads
+            .get(&key)
+            .filter(|u| u.hash != Some(UploadHash::Aborted));
+        if open.is_none() {
             return Err(ErrorKind::UploadNotFound { upload_id }.into());
         }
         drop_upload(s, key);
         Ok(())
     })
+}
+
+/// Drops up to `UPLOAD_SWEEP_BATCH` uploads that expired by `now`, oldest first, whoever owns them;
+/// `true` if more are waiting. The canisters run it on a timer.
+pub fn sweep_expired_uploads(now: u64) -> bool {
+    store::with_mut(|s| {
+        let (due, more) = s.expired_uploads(now, UPLOAD_SWEEP_BATCH);
+        for key in &due {
+            drop_upload(s, *key);
+        }
+        s.count_swept(due.len() as u64);
+        more
+    })
+}
+
+/// The storage figures, for admins.
+pub fn storage_status() -> StorageStatus {
+    store::with(|s| s.storage_status())
+}
+
+/// Sets the storage budget (admins; the endpoint refuses more than `STORAGE_LIMIT`).
+pub fn set_storage_budget(bytes: u64) {
+    store::with_mut(|s| s.set_storage_budget(bytes.min(STORAGE_LIMIT)));
 }
 
 // ---- connections ----------------------------------------------------------------------------------
@@ -681,6 +792,7 @@ pub fn connection_add(
     }
     store::with_mut(|s| {
         let mut capsule = writable_capsule(s, caller)?;
+        s.check_room(RECORD_ROOM)?;
         if s.connections.contains_key(&(caller, peer)) {
             return Err(ErrorKind::ConnectionExists { peer }.into());
         }

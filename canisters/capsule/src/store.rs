@@ -2,8 +2,9 @@
 //! Records are Candid-encoded so new optional fields can be added without a migration.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::limits::CHUNK_SIZE;
-use crate::types::{CapsuleStatus, ConnectionStatus, MemoryKind};
+use crate::hash::StoredSha256;
+use crate::limits::{CHUNK_SIZE, STORAGE_BUDGET_DEFAULT, STORAGE_LIMIT};
+use crate::types::{CapsuleStatus, ConnectionStatus, MemoryKind, StorageStatus};
 use candid::{CandidType, Deserialize, Principal};
 use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
 use ic_stable_structures::{Cell, DefaultMemoryImpl, Memory as _, StableBTreeMap, StableBTreeSet};
@@ -25,6 +26,7 @@ pub enum Region {
     Uploads = 6,
     Meta = 7,
     Locks = 8,
+    UploadExpiry = 9,
     // personal canister: the import
     ImportState = 10,
     ImportPendingBlobs = 11,
@@ -44,7 +46,9 @@ pub enum Region {
 }
 
 thread_local! {
-    static MANAGER: MemoryManager<DefaultMemoryImpl> = MemoryManager::init(DefaultMemoryImpl::default());
+    /// The canister's whole stable memory, under the memory manager: its size is what storage costs.
+    static RAW: DefaultMemoryImpl = DefaultMemoryImpl::default();
+    static MANAGER: MemoryManager<DefaultMemoryImpl> = MemoryManager::init(RAW.with(|m| m.clone()));
     static STORE: RefCell<Store> = RefCell::new(Store::init());
 }
 
@@ -149,14 +153,33 @@ pub(crate) struct UploadRecord {
     pub chunks: Vec<Option<ChunkRef>>,
     pub expires_at: u64,
     pub finished_sha256: Option<ByteBuf>,
+    /// The digest of the chunks received so far, built as they arrive (`None` in records written
+    /// before it existed: nothing hashed yet).
+    pub hash: Option<UploadHash>,
 }
 candid_storable!(UploadRecord);
+
+/// How far an upload's SHA-256 has got.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum UploadHash {
+    /// The state after the leading chunks (all full), waiting for the next one.
+    Running(StoredSha256),
+    /// Every chunk hashed: the whole blob's digest.
+    Done(ByteBuf),
+    /// The digest was not the expected one: the upload is gone for its owner, and the sweeper frees
+    /// its chunks (freeing up to 147 slots is not work for the message that found the mismatch).
+    Aborted,
+}
 
 #[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Meta {
     pub next_blob_id: u64,
     pub next_upload_id: u64,
     pub slot_count: u64,
+    /// The storage budget an admin set (`None`: `STORAGE_BUDGET_DEFAULT`).
+    pub storage_budget: Option<u64>,
+    /// Expired uploads dropped by the sweeper since install.
+    pub uploads_swept: Option<u64>,
 }
 candid_storable!(Meta);
 
@@ -170,6 +193,8 @@ pub(crate) struct Store {
     pub connections: StableBTreeMap<(Principal, Principal), ConnectionRecord, VMem>,
     pub blobs: StableBTreeMap<u64, BlobRecord, VMem>,
     pub uploads: StableBTreeMap<(Principal, u64), UploadRecord, VMem>,
+    /// Every open upload by (expires_at, upload_id), so the sweeper finds the expired ones first.
+    upload_expiry: StableBTreeMap<(u64, u64), Principal, VMem>,
     pub locks: StableBTreeMap<Principal, LockRecord, VMem>,
     pub slots: SlotStore,
     meta: Cell<Meta, VMem>,
@@ -183,6 +208,7 @@ impl Store {
             connections: StableBTreeMap::init(memory(Region::Connections)),
             blobs: StableBTreeMap::init(memory(Region::Blobs)),
             uploads: StableBTreeMap::init(memory(Region::Uploads)),
+            upload_expiry: StableBTreeMap::init(memory(Region::UploadExpiry)),
             locks: StableBTreeMap::init(memory(Region::Locks)),
             slots: SlotStore {
                 data: memory(Region::BlobSlots),
@@ -206,6 +232,81 @@ impl Store {
         let id = meta.next_upload_id;
         self.meta.set(meta);
         id
+    }
+
+    /// Opens an upload.
+    pub fn insert_upload(&mut self, key: (Principal, u64), record: UploadRecord) {
+        self.upload_expiry.insert((record.expires_at, key.1), key.0);
+        self.uploads.insert(key, record);
+    }
+
+    /// Closes an upload (attached to a memory, aborted or expired); its chunks stay allocated.
+    pub fn take_upload(&mut self, key: (Principal, u64)) -> Option<UploadRecord> {
+        let record = self.uploads.remove(&key)?;
+        self.upload_expiry.remove(&(record.expires_at, key.1));
+        Some(record)
+    }
+
+    /// Hands an upload to the sweeper: it becomes due now.
+    pub fn abort_upload(&mut self, key: (Principal, u64), mut record: UploadRecord, now: u64) {
+        self.upload_expiry.remove(&(record.expires_at, key.1));
+        record.expires_at = now;
+        record.hash = Some(UploadHash::Aborted);
+        self.upload_expiry.insert((now, key.1), key.0);
+        self.uploads.insert(key, record);
+    }
+
+    /// Up to `max` uploads expired at `now`, oldest first, and whether more are waiting.
+    pub fn expired_uploads(&self, now: u64, max: usize) -> (Vec<(Principal, u64)>, bool) {
+        let mut due: Vec<(Principal, u64)> = self
+            .upload_expiry
+            .range(..=(now, u64::MAX))
+            .take(max + 1)
+            .map(|e| (e.value(), e.key().1))
+            .collect();
+        let more = due.len() > max;
+        due.truncate(max);
+        (due, more)
+    }
+
+    pub fn count_swept(&mut self, n: u64) {
+        let mut meta = self.meta.get().clone();
+        meta.uploads_swept = Some(meta.uploads_swept.unwrap_or(0) + n);
+        self.meta.set(meta);
+    }
+
+    pub fn storage_budget(&self) -> u64 {
+        self.meta
+            .get()
+            .storage_budget
+            .unwrap_or(STORAGE_BUDGET_DEFAULT)
+    }
+
+    pub fn set_storage_budget(&mut self, bytes: u64) {
+        let mut meta = self.meta.get().clone();
+        meta.storage_budget = Some(bytes);
+        self.meta.set(meta);
+    }
+
+    /// Refuses a write that could take stable memory past the storage budget: `adding` is the most
+    /// the write can grow it by. The whole service would stop at the memory manager's limit, where
+    /// every insert traps; the budget keeps users' writes well clear of it.
+    pub fn check_room(&self, adding: u64) -> Result<()> {
+        if stable_bytes().saturating_add(adding) > self.storage_budget() {
+            return Err(ErrorKind::StorageFull.into());
+        }
+        Ok(())
+    }
+
+    /// The storage figures for admins.
+    pub fn storage_status(&self) -> StorageStatus {
+        StorageStatus {
+            stable_bytes: stable_bytes(),
+            budget_bytes: self.storage_budget(),
+            limit_bytes: STORAGE_LIMIT,
+            open_uploads: self.uploads.len(),
+            uploads_swept: self.meta.get().uploads_swept.unwrap_or(0),
+        }
     }
 
     pub fn alloc_slot(&mut self) -> Result<u64> {
@@ -260,6 +361,11 @@ impl Store {
         let len = chunk_len(blob.len, index);
         self.slots.read(blob.slots[index], len)
     }
+}
+
+/// Bytes of stable memory the canister holds now (all regions, in whole pages).
+pub fn stable_bytes() -> u64 {
+    RAW.with(|m| m.size()) * WASM_PAGE
 }
 
 /// Length of chunk `index` of a blob of `total` bytes cut into `CHUNK_SIZE` chunks.

@@ -141,6 +141,21 @@ pub struct UploadReceipt {
     pub sha256: serde_bytes::ByteBuf,
 }
 
+/// The capsule store's use of stable memory, for admins.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct StorageStatus {
+    /// Stable memory the canister holds now (every region, the factory's included).
+    pub stable_bytes: u64,
+    /// Users' writes are refused with `StorageFull` past this.
+    pub budget_bytes: u64,
+    /// The memory manager's limit, where every insert would trap.
+    pub limit_bytes: u64,
+    /// Upload records held: open ones, and aborted or expired ones the sweeper has not dropped yet.
+    pub open_uploads: u64,
+    /// Expired uploads the sweeper has dropped since install.
+    pub uploads_swept: u64,
+}
+
 #[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnectionStatus {
     Pending,

@@ -20,11 +20,13 @@ pub const API_VERSION: ApiVersion = ApiVersion {
 #[ic_cdk::init]
 fn init(arg: PersonalInit) {
     transfer::init(arg.owner, arg.importer);
+    capsule_start_timers();
 }
 
 #[ic_cdk::post_upgrade]
 fn post_upgrade() {
     transfer::restore();
+    capsule_start_timers();
 }
 
 capsule::capsule_endpoints!();

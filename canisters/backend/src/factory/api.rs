@@ -45,6 +45,10 @@ impl CreationState {
 pub enum FactoryErrorKind {
     AnonymousCaller,
     NotAdmin,
+    /// The caller is an admin without the role this method needs.
+    RoleRequired {
+        role: crate::admin::Role,
+    },
     NotAllowed,
     NoCapsule,
     CreationDisabled,
@@ -67,6 +71,9 @@ pub enum FactoryErrorKind {
         balance: Nat,
         required: Nat,
     },
+    /// What a user sees for `ReserveInsufficient` and `BalanceInsufficient`: the factory cannot pay
+    /// for the migration now (the figures are in the admin views).
+    FundingUnavailable,
     NoPersonalWasm,
     WasmHashMismatch {
         expected: String,
@@ -224,6 +231,32 @@ impl FactoryError {
         self.stage = Some(stage);
         self
     }
+
+    /// The error as its user may see it: the factory's balances and the IC's raw reject texts stay in
+    /// the admin views.
+    pub fn for_user(self) -> FactoryError {
+        let (kind, message) = match self.kind {
+            FactoryErrorKind::ReserveInsufficient { .. }
+            | FactoryErrorKind::BalanceInsufficient { .. } => (
+                FactoryErrorKind::FundingUnavailable,
+                "the service cannot fund your canister right now; its admins are alerted and the move continues once they have topped it up".to_string(),
+            ),
+            FactoryErrorKind::CallRejected { method, code, .. } => (
+                FactoryErrorKind::CallRejected {
+                    method: method.clone(),
+                    code,
+                    message: String::new(),
+                },
+                format!("{method} was rejected (code {code})"),
+            ),
+            kind => (kind, self.message),
+        };
+        FactoryError {
+            kind,
+            message,
+            stage: self.stage,
+        }
+    }
 }
 
 #[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -248,6 +281,21 @@ pub struct CreationStatus {
     pub progress: Progress,
     pub created_at: u64,
     pub updated_at: u64,
+    /// What the migration has cost so far, by purpose (`None` before the canister is priced).
+    pub costs: Option<JobCosts>,
+}
+
+/// The cycles one migration took out of the reserve, by purpose.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct JobCosts {
+    /// Attached to create_canister: the creation fee, install and import, the freezing reserve.
+    pub initial: Nat,
+    /// Deposited once the user holds the canister alone: storage for the runway.
+    pub runway: Nat,
+    /// What the backend paid to send the import calls.
+    pub transmission: Nat,
+    /// The canister's estimated size with the capsule in it (bytes), which the funding is priced on.
+    pub footprint: u64,
 }
 
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -260,19 +308,28 @@ pub struct RegistryEntry {
     pub updated_at: u64,
     /// Set when an admin deleted the canister in a cleanup.
     pub deleted: bool,
+    /// The job's costs, as far as it got (`None` in entries recorded before costs were kept).
+    pub costs: Option<JobCosts>,
 }
 
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ReserveStatus {
-    /// Cycles set aside for funding personal canisters.
+    /// Cycles set aside for funding personal canisters: the book figure.
     pub reserve: Nat,
-    /// A creation must leave at least this much in the reserve.
+    /// What of it can really be spent: the reserve, but no more than the liquid balance above `floor`.
+    pub spendable: Nat,
+    /// The backend's balance minus what the IC holds back for its freezing threshold.
+    pub liquid_balance: Nat,
+    /// Kept for the backend's own running costs: its idle burn for 90 days plus a margin.
+    pub floor: Nat,
+    /// A creation must leave at least this much spendable.
     pub min_reserve: Nat,
-    pub cycles_per_canister: Nat,
     pub alert_below: Nat,
     pub total_consumed: Nat,
-    pub canister_balance: Nat,
+    /// `spendable` is below `alert_below`.
     pub low: bool,
+    /// The balance does not back the book figure (`spendable` < `reserve`).
+    pub unbacked: bool,
 }
 
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -280,11 +337,28 @@ pub struct ReserveAlert {
     pub at: u64,
     pub reserve: Nat,
     pub alert_below: Nat,
+    /// The spendable figure then (`None` in alerts recorded before it existed).
+    pub spendable: Option<Nat>,
+    pub cause: Option<AlertCause>,
+}
+
+/// Why the reserve alert fired.
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertCause {
+    /// The reserve's book figure is below the alert level.
+    ReserveLow,
+    /// The reserve is not backed: the liquid balance above the floor is below the alert level.
+    BalanceLow,
 }
 
 #[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct FactoryConfigUpdate {
-    pub cycles_per_canister: Option<Nat>,
+    /// Days of storage at the canister's size deposited after the handoff.
+    pub runway_days: Option<u32>,
+    /// Every personal canister's `freezing_threshold`, in days.
+    pub freezing_threshold_days: Option<u32>,
+    /// Every personal canister's `reserved_cycles_limit`.
+    pub reserved_cycles_limit: Option<Nat>,
     pub min_reserve: Option<Nat>,
     pub alert_below: Option<Nat>,
     pub max_concurrent_jobs: Option<u32>,
@@ -296,7 +370,9 @@ pub struct FactoryConfigUpdate {
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct FactoryConfigView {
     pub enabled: bool,
-    pub cycles_per_canister: Nat,
+    pub runway_days: u32,
+    pub freezing_threshold_days: u32,
+    pub reserved_cycles_limit: Nat,
     pub min_reserve: Nat,
     pub alert_below: Nat,
     pub max_concurrent_jobs: u32,

@@ -28,8 +28,6 @@ pub const PERSONAL_API_MAJOR: u32 = 1;
 pub const LEASE_NANOS: u64 = 600 * 1_000_000_000;
 const BACKOFF_BASE_NANOS: u64 = 2 * 1_000_000_000;
 const BACKOFF_CAP_NANOS: u64 = 60 * 1_000_000_000;
-/// Cycles kept for the factory's own operation on top of what a creation attaches.
-const OPERATING_MARGIN: u128 = 100_000_000_000;
 /// Import batches stay well under the 2 MiB message limit.
 const BATCH_BYTES: usize = 1_800_000;
 const BATCH_COUNT: usize = 500;

@@ -18,6 +18,7 @@ pub const SITES: &[&str] = &[
     "verify.before",
     "handoff.before",
     "handoff.after",
+    "runway.before",
 ];
 
 #[cfg(not(feature = "failpoints"))]

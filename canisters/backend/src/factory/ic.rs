@@ -1,7 +1,9 @@
 //! The Internet Computer as the driver's `Runtime`: every call the factory makes, in one place.
 
 use super::api::FactoryResult;
-use super::runtime::{CallErr, CanisterFacts, ChangeFact, ChangeWhat, Runtime};
+use super::runtime::{
+    CallErr, CanisterFacts, ChangeFact, ChangeWhat, NewCanister, Runtime, StatusFacts,
+};
 use candid::{CandidType, Principal};
 use ic_cdk::call::{Call, CallFailed};
 use ic_management_canister_types::*;
@@ -82,13 +84,20 @@ impl Runtime for IcRuntime {
     }
 
     /// Unbounded wait: a timeout would leave us not knowing whether the canister exists.
-    async fn create_canister(
-        &self,
-        controllers: Vec<Principal>,
-        cycles: u128,
-    ) -> Result<Principal, CallErr> {
+    fn footprint(&self) -> u64 {
+        #[cfg(target_arch = "wasm32")]
+        let heap = core::arch::wasm32::memory_size(0) as u64 * 65_536;
+        #[cfg(not(target_arch = "wasm32"))]
+        let heap = 0;
+        heap + capsule::store::stable_bytes()
+    }
+
+    async fn create_canister(&self, new: NewCanister) -> Result<Principal, CallErr> {
+        let cycles = new.cycles;
         let settings = CanisterSettings {
-            controllers: Some(controllers),
+            controllers: Some(new.controllers),
+            freezing_threshold: Some(new.freezing_threshold.into()),
+            reserved_cycles_limit: Some(new.reserved_cycles_limit.into()),
             ..Default::default()
         };
         let args = CreateCanisterArgs {
@@ -103,11 +112,22 @@ impl Runtime for IcRuntime {
             .map(|r| r.canister_id)
     }
 
-    async fn module_hash(&self, canister_id: Principal) -> Result<Option<Vec<u8>>, CallErr> {
+    /// Unbounded wait, like create_canister: the cycles are either refunded or deposited, never unknown.
+    async fn deposit_cycles(&self, canister_id: Principal, cycles: u128) -> Result<(), CallErr> {
+        let call = Call::unbounded_wait(Principal::management_canister(), "deposit_cycles")
+            .with_arg(CanisterIdRecord { canister_id })
+            .with_cycles(cycles);
+        raw(call, "deposit_cycles").await.map(|_| ())
+    }
+
+    async fn canister_status(&self, canister_id: Principal) -> Result<StatusFacts, CallErr> {
         let args = CanisterStatusArgs { canister_id };
-        run::<CanisterStatusResult>(mgmt("canister_status").with_arg(args), "canister_status")
-            .await
-            .map(|s| s.module_hash)
+        let s: CanisterStatusResult =
+            run(mgmt("canister_status").with_arg(args), "canister_status").await?;
+        Ok(StatusFacts {
+            module_hash: s.module_hash,
+            cycles: u128::try_from(s.cycles.0).unwrap_or(u128::MAX),
+        })
     }
 
     /// Works for any canister, whoever controls it now.

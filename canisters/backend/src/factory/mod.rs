@@ -7,7 +7,8 @@ pub mod cleanup;
 pub mod control;
 pub mod driver;
 pub mod failpoints;
-mod ic;
+pub mod funding;
+pub(crate) mod ic;
 pub mod repo;
 pub mod runtime;
 pub mod service;
@@ -16,29 +17,31 @@ pub mod timers;
 #[cfg(test)]
 mod tests;
 
+use crate::admin::Role;
 use api::*;
 use candid::{Nat, Principal};
 use ic_cdk::api::{msg_caller, time};
 use ic_cdk::{query, update};
 
-/// Methods only admins may call; `inspect_message` drops other callers' ingress to them early.
-pub const ADMIN_METHODS: &[&str] = &[
-    "factory_set_enabled",
-    "factory_set_paused",
-    "factory_configure",
-    "reserve_top_up",
-    "reserve_allocate",
-    "admin_retry_job",
-    "admin_cleanup_job",
-    "admin_cancel_job",
-    "admission_configure",
-    "admission_allow",
-    "admission_disallow",
-    "admission_grant",
-    "personal_wasm_put_chunk",
-    "personal_wasm_commit",
-    "failpoint_arm",
-    "failpoints_clear",
+/// The factory's admin updates and the role each needs: the methods check it (`require`), and
+/// `inspect_message` drops other callers' ingress to them early. Every admin may read the admin views.
+pub const ADMIN_METHODS: &[(&str, Role)] = &[
+    ("factory_set_enabled", Role::Operator),
+    ("factory_set_paused", Role::Operator),
+    ("factory_configure", Role::Operator),
+    ("reserve_top_up", Role::Operator),
+    ("reserve_allocate", Role::Operator),
+    ("admin_retry_job", Role::Operator),
+    ("admin_cleanup_job", Role::Operator),
+    ("admin_cancel_job", Role::Operator),
+    ("admission_configure", Role::Operator),
+    ("admission_allow", Role::Operator),
+    ("admission_disallow", Role::Operator),
+    ("admission_grant", Role::Operator),
+    ("personal_wasm_put_chunk", Role::Publisher),
+    ("personal_wasm_commit", Role::Publisher),
+    ("failpoint_arm", Role::Operator),
+    ("failpoints_clear", Role::Operator),
 ];
 
 /// A line in the canister log (nothing off the IC, where the driver runs under unit tests).
@@ -49,8 +52,19 @@ pub(crate) fn log(line: &str) {
     let _ = line;
 }
 
+/// Any admin: the admin views.
 fn admin() -> FactoryResult<()> {
     service::require_admin(msg_caller())
+}
+
+/// An admin with the role `ADMIN_METHODS` names for `method`.
+fn require(method: &str) -> FactoryResult<()> {
+    let role = ADMIN_METHODS
+        .iter()
+        .find(|(m, _)| *m == method)
+        .map(|(_, r)| *r)
+        .unwrap_or_else(|| ic_cdk::trap(format!("{method} is not in ADMIN_METHODS")));
+    service::require_role(msg_caller(), role)
 }
 
 // ---- users ----------------------------------------------------------------------------------------
@@ -99,7 +113,7 @@ fn get_personal_canister_id(user: Principal) -> FactoryResult<Option<Principal>>
 
 #[update]
 fn factory_set_enabled(enabled: bool) -> FactoryResult<FactoryConfigView> {
-    admin()?;
+    require("factory_set_enabled")?;
     service::set_enabled(enabled);
     Ok(service::config_view())
 }
@@ -108,7 +122,7 @@ fn factory_set_enabled(enabled: bool) -> FactoryResult<FactoryConfigView> {
 /// paused, every running job stops at its next await and none is started; unpaused, they resume.
 #[update]
 fn factory_set_paused(paused: bool) -> FactoryResult<bool> {
-    admin()?;
+    require("factory_set_paused")?;
     Ok(service::set_paused(paused))
 }
 
@@ -126,8 +140,8 @@ fn factory_config() -> FactoryResult<FactoryConfigView> {
 
 #[update]
 fn factory_configure(update: FactoryConfigUpdate) -> FactoryResult<FactoryConfigView> {
-    admin()?;
-    service::configure(update, time())
+    require("factory_configure")?;
+    service::configure(&ic::IcRuntime, update)
 }
 
 #[query]
@@ -157,21 +171,21 @@ fn registry_by_user(user: Principal) -> FactoryResult<Vec<RegistryEntry>> {
 #[query]
 fn reserve_status() -> FactoryResult<ReserveStatus> {
     admin()?;
-    Ok(service::reserve_status())
+    Ok(service::reserve_status(&ic::IcRuntime))
 }
 
 /// Adds the attached cycles to the reserve.
 #[update]
 fn reserve_top_up() -> FactoryResult<ReserveStatus> {
-    admin()?;
-    service::top_up(time())
+    require("reserve_top_up")?;
+    service::top_up(&ic::IcRuntime)
 }
 
 /// Moves `amount` of the canister's own balance into the reserve.
 #[update]
 fn reserve_allocate(amount: Nat) -> FactoryResult<ReserveStatus> {
-    admin()?;
-    service::allocate(amount, time())
+    require("reserve_allocate")?;
+    service::allocate(&ic::IcRuntime, amount)
 }
 
 #[query]
@@ -182,7 +196,7 @@ fn reserve_alerts() -> FactoryResult<Vec<ReserveAlert>> {
 
 #[update]
 fn admin_retry_job(user: Principal) -> FactoryResult<CreationStatus> {
-    admin()?;
+    require("admin_retry_job")?;
     service::retry(user, time(), true)
 }
 
@@ -190,13 +204,13 @@ fn admin_retry_job(user: Principal) -> FactoryResult<CreationStatus> {
 /// import was finalized.
 #[update]
 fn admin_cancel_job(user: Principal) -> FactoryResult<CreationStatus> {
-    admin()?;
+    require("admin_cancel_job")?;
     service::cancel(msg_caller(), user, time())
 }
 
 #[update]
 async fn admin_cleanup_job(user: Principal) -> FactoryResult<()> {
-    admin()?;
+    require("admin_cleanup_job")?;
     cleanup::cleanup(&ic::IcRuntime, user).await
 }
 
@@ -208,27 +222,27 @@ fn admission_config() -> FactoryResult<AdmissionConfig> {
 
 #[update]
 fn admission_configure(update: AdmissionUpdate) -> FactoryResult<AdmissionConfig> {
-    admin()?;
+    require("admission_configure")?;
     admission::configure(update)
 }
 
 /// Puts principals on the allowlist (consulted when `allowlist_only` is on).
 #[update]
 fn admission_allow(principals: Vec<Principal>) -> FactoryResult<()> {
-    admin()?;
+    require("admission_allow")?;
     admission::set_allowed(principals, true)
 }
 
 #[update]
 fn admission_disallow(principals: Vec<Principal>) -> FactoryResult<()> {
-    admin()?;
+    require("admission_disallow")?;
     admission::set_allowed(principals, false)
 }
 
 /// Allows a user one more personal canister than `max_canisters_per_user`.
 #[update]
 fn admission_grant(user: Principal) -> FactoryResult<UserAdmission> {
-    admin()?;
+    require("admission_grant")?;
     admission::grant(user)
 }
 
@@ -240,13 +254,13 @@ fn admission_user(user: Principal) -> FactoryResult<UserAdmission> {
 
 #[update]
 fn personal_wasm_put_chunk(index: u32, bytes: serde_bytes::ByteBuf) -> FactoryResult<WasmInfo> {
-    admin()?;
+    require("personal_wasm_put_chunk")?;
     service::wasm_put_chunk(index, bytes)
 }
 
 #[update]
 fn personal_wasm_commit(sha256: serde_bytes::ByteBuf) -> FactoryResult<WasmInfo> {
-    admin()?;
+    require("personal_wasm_commit")?;
     service::wasm_commit(sha256)
 }
 
@@ -261,14 +275,14 @@ fn personal_wasm_info() -> FactoryResult<WasmInfo> {
 #[cfg(feature = "failpoints")]
 #[update]
 fn failpoint_arm(req: FailpointArm) -> FactoryResult<()> {
-    admin()?;
+    require("failpoint_arm")?;
     failpoints::arm(req)
 }
 
 #[cfg(feature = "failpoints")]
 #[update]
 fn failpoints_clear() -> FactoryResult<()> {
-    admin()?;
+    require("failpoints_clear")?;
     failpoints::clear();
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! registry of created canisters, low-reserve alerts, and the personal WASM store.
 
 use super::api::*;
+use super::funding::{FundingPlan, FundingPolicy};
 use candid::{CandidType, Deserialize, Principal};
 use capsule::store::{memory, Region, VMem};
 use capsule::{candid_storable, Manifest};
@@ -14,7 +15,6 @@ use std::cell::RefCell;
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct FactoryState {
     pub enabled: bool,
-    pub cycles_per_canister: u128,
     pub min_reserve: u128,
     pub alert_below: u128,
     pub max_concurrent_jobs: u32,
@@ -22,7 +22,8 @@ pub struct FactoryState {
     pub chunked_install_threshold: u64,
     pub reserve: u128,
     pub total_consumed: u128,
-    pub low_alerted: bool,
+    /// The cause of the alert standing now (`None`: the reserve is not low).
+    pub alert_cause: Option<AlertCause>,
     pub attempted: u64,
     pub succeeded: u64,
     pub failed: u64,
@@ -33,6 +34,8 @@ pub struct FactoryState {
     pub next_alert: u64,
     /// The emergency brake: no job spends anything while it is on (`None` in state stored before it).
     pub paused: Option<bool>,
+    /// How personal canisters are funded and set up (`None`: the defaults).
+    pub funding: Option<FundingPolicy>,
 }
 candid_storable!(FactoryState);
 
@@ -40,13 +43,16 @@ impl FactoryState {
     pub fn is_paused(&self) -> bool {
         self.paused == Some(true)
     }
+
+    pub fn funding(&self) -> FundingPolicy {
+        self.funding.unwrap_or_default()
+    }
 }
 
 impl Default for FactoryState {
     fn default() -> Self {
         FactoryState {
             enabled: true,
-            cycles_per_canister: 2_000_000_000_000,
             min_reserve: 1_000_000_000_000,
             alert_below: 10_000_000_000_000,
             max_concurrent_jobs: 10,
@@ -54,7 +60,7 @@ impl Default for FactoryState {
             chunked_install_threshold: 1_900_000,
             reserve: 0,
             total_consumed: 0,
-            low_alerted: false,
+            alert_cause: None,
             attempted: 0,
             succeeded: 0,
             failed: 0,
@@ -64,6 +70,7 @@ impl Default for FactoryState {
             wasm_len: 0,
             next_alert: 0,
             paused: None,
+            funding: None,
         }
     }
 }
@@ -96,6 +103,7 @@ pub struct Job {
     pub canister_id: Option<Principal>,
     /// Set just before create_canister is sent, cleared when its answer is recorded.
     pub create_in_flight: bool,
+    /// Every cycle the job took out of the reserve (the sum of `funding`'s payments).
     pub cycles_spent: u128,
     pub expected: Option<Manifest>,
     /// The module the factory installed and how much of the canister's history it has verified.
@@ -109,8 +117,33 @@ pub struct Job {
     pub progress: Progress,
     pub created_at: u64,
     pub updated_at: u64,
+    /// The migration's price and what is paid of it (`None` before Creating).
+    pub funding: Option<JobFunding>,
 }
 candid_storable!(Job);
+
+/// A job's funding: the plan priced at creation and each part as it is paid.
+#[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobFunding {
+    pub plan: FundingPlan,
+    /// Attached to create_canister (0 until it was sent, and again if it was refused).
+    pub initial_paid: u128,
+    /// Deposited after the handoff.
+    pub runway_paid: u128,
+    /// Fees of the import calls so far.
+    pub transmission_paid: u128,
+}
+
+impl JobFunding {
+    pub fn costs(&self) -> JobCosts {
+        JobCosts {
+            initial: self.initial_paid.into(),
+            runway: self.runway_paid.into(),
+            transmission: self.transmission_paid.into(),
+            footprint: self.plan.footprint,
+        }
+    }
+}
 
 /// What the factory vouches for in the job's canister, as confirmed through the management canister.
 #[derive(CandidType, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -214,11 +247,19 @@ impl Job {
             progress: Progress::default(),
             created_at: now,
             updated_at: now,
+            funding: None,
         }
     }
 
     pub fn custody(&self) -> Custody {
         self.custody.clone().unwrap_or_default()
+    }
+
+    /// The status as its user may see it (`FactoryError::for_user`).
+    pub fn user_status(&self) -> CreationStatus {
+        let mut status = self.status();
+        status.last_error = status.last_error.map(FactoryError::for_user);
+        status
     }
 
     pub fn status(&self) -> CreationStatus {
@@ -233,6 +274,7 @@ impl Job {
             progress: self.progress.clone(),
             created_at: self.created_at,
             updated_at: self.updated_at,
+            costs: self.funding.as_ref().map(JobFunding::costs),
         }
     }
 }
@@ -361,6 +403,7 @@ pub fn sync_registry(job: &Job) {
         if let Some(mut entry) = registry_entry(id) {
             entry.status = job.state;
             entry.cycles_consumed = job.cycles_spent.into();
+            entry.costs = job.funding.as_ref().map(JobFunding::costs);
             entry.updated_at = job.updated_at;
             save_entry(entry);
         }
@@ -378,7 +421,13 @@ pub fn active_wasm() -> Option<(Vec<u8>, Vec<u8>)> {
     })
 }
 
-pub fn record_alert(now: u64, reserve: u128, alert_below: u128) {
+pub fn record_alert(
+    now: u64,
+    cause: AlertCause,
+    reserve: u128,
+    spendable: u128,
+    alert_below: u128,
+) {
     with(|r| {
         let mut s = r.state.get().clone();
         let seq = s.next_alert;
@@ -388,7 +437,9 @@ pub fn record_alert(now: u64, reserve: u128, alert_below: u128) {
             seq,
             StoredAlert(ReserveAlert {
                 at: now,
+                cause: Some(cause),
                 reserve: reserve.into(),
+                spendable: Some(spendable.into()),
                 alert_below: alert_below.into(),
             }),
         );

@@ -59,6 +59,23 @@ pub enum ChangeWhat {
     Other,
 }
 
+/// A canister to create: who controls it, the cycles it starts with and the settings the factory
+/// gives every personal canister.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCanister {
+    pub controllers: Vec<Principal>,
+    pub cycles: u128,
+    pub freezing_threshold: u64,
+    pub reserved_cycles_limit: u128,
+}
+
+/// What `canister_status` says the factory needs to know before an install.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusFacts {
+    pub module_hash: Option<Vec<u8>>,
+    pub cycles: u128,
+}
+
 /// The driver's outbound operations. Every call returns its reject as a `CallErr`; replies of the
 /// personal canister come back as raw bytes, for the driver to decode with quotas.
 #[allow(async_fn_in_trait)]
@@ -68,15 +85,15 @@ pub trait Runtime {
     fn factory(&self) -> Principal;
     /// Cycles the factory can spend right now.
     fn liquid_balance(&self) -> u128;
+    /// Bytes of memory the factory's canister holds (heap and stable), which its idle burn follows.
+    fn footprint(&self) -> u64;
     /// A named fault site (feature `failpoints`); `Ok` everywhere else.
     async fn failpoint(&self, site: &str) -> FactoryResult<()>;
-    async fn create_canister(
-        &self,
-        controllers: Vec<Principal>,
-        cycles: u128,
-    ) -> Result<Principal, CallErr>;
-    /// `canister_status.module_hash` (a controller-only call).
-    async fn module_hash(&self, id: Principal) -> Result<Option<Vec<u8>>, CallErr>;
+    async fn create_canister(&self, new: NewCanister) -> Result<Principal, CallErr>;
+    /// `deposit_cycles`: anyone may fund any canister, controller or not.
+    async fn deposit_cycles(&self, id: Principal, cycles: u128) -> Result<(), CallErr>;
+    /// `canister_status` (a controller-only call): the installed module and the balance.
+    async fn canister_status(&self, id: Principal) -> Result<StatusFacts, CallErr>;
     /// `canister_info` with as much history as the IC keeps.
     async fn canister_info(&self, id: Principal) -> Result<CanisterFacts, CallErr>;
     /// `install_code`, or through the target's chunk store when `chunked` (modules near 2 MiB).

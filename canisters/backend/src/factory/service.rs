@@ -4,9 +4,11 @@
 use super::admission;
 use super::api::*;
 use super::driver;
+use super::funding;
 use super::repo::{self, Job};
+use super::runtime::Runtime;
 use super::timers;
-use crate::admin;
+use crate::admin::{self, Role};
 use candid::Principal;
 use sha2::{Digest, Sha256};
 
@@ -18,8 +20,6 @@ const WASM_PIECE_MAX: usize = 1024 * 1024;
 /// The largest reserve setting (`min_reserve`, `alert_below`): more cycles than exist, so an admin can
 /// set `min_reserve` to it as an emergency brake on creation.
 pub const CYCLES_SETTING_MAX: u128 = 1_000_000_000_000_000_000_000_000;
-/// The most cycles one personal canister may be given.
-pub const CYCLES_PER_CANISTER_MAX: u128 = 1_000_000_000_000_000;
 
 fn error(kind: FactoryErrorKind, message: impl Into<String>) -> FactoryError {
     FactoryError::new(kind, message)
@@ -41,6 +41,17 @@ pub fn require_admin(caller: Principal) -> FactoryResult<()> {
         return Err(error(
             FactoryErrorKind::NotAdmin,
             "only an admin may do this",
+        ));
+    }
+    Ok(())
+}
+
+pub fn require_role(caller: Principal, role: Role) -> FactoryResult<()> {
+    require_admin(caller)?;
+    if !admin::has(caller, role) {
+        return Err(error(
+            FactoryErrorKind::RoleRequired { role },
+            format!("this needs the {role:?} role"),
         ));
     }
     Ok(())
@@ -79,7 +90,7 @@ pub fn create(
     }
     // Asking again is idempotent: the existing job's status, whatever else has changed since.
     if let Some(job) = repo::job(caller) {
-        return Ok(job.status());
+        return Ok(job.user_status());
     }
     if !repo::state().enabled {
         return Err(error(
@@ -98,12 +109,12 @@ pub fn create(
     repo::save_job(&job);
     repo::update_state(|s| s.attempted = s.attempted.saturating_add(1));
     timers::kick();
-    Ok(job.status())
+    Ok(job.user_status())
 }
 
 pub fn status(caller: Principal) -> FactoryResult<Option<CreationStatus>> {
     require_user(caller)?;
-    Ok(repo::job(caller).map(|j| j.status()))
+    Ok(repo::job(caller).map(|j| j.user_status()))
 }
 
 /// The personal canister the user should use, once the move has completed.
@@ -180,7 +191,11 @@ pub fn retry(user: Principal, now: u64, by_admin: bool) -> FactoryResult<Creatio
     repo::sync_registry(&job);
     repo::update_state(|s| s.retries = s.retries.saturating_add(1));
     timers::kick();
-    Ok(job.status())
+    Ok(if by_admin {
+        job.status()
+    } else {
+        job.user_status()
+    })
 }
 
 /// Refuses to touch a job while its create_canister call is in flight or a cleanup is deleting its canister.
@@ -308,9 +323,12 @@ pub fn stats() -> FactoryStats {
 
 pub fn config_view() -> FactoryConfigView {
     let s = repo::state();
+    let f = s.funding();
     FactoryConfigView {
         enabled: s.enabled,
-        cycles_per_canister: s.cycles_per_canister.into(),
+        runway_days: f.runway_days,
+        freezing_threshold_days: f.freezing_threshold_days,
+        reserved_cycles_limit: f.reserved_cycles_limit.into(),
         min_reserve: s.min_reserve.into(),
         alert_below: s.alert_below.into(),
         max_concurrent_jobs: s.max_concurrent_jobs,
@@ -323,57 +341,44 @@ fn to_u128(field: &str, n: &candid::Nat) -> FactoryResult<u128> {
     u128::try_from(n.0.clone()).map_err(|_| FactoryError::invalid(field, "is too large"))
 }
 
-pub fn configure(update: FactoryConfigUpdate, now: u64) -> FactoryResult<FactoryConfigView> {
-    let cycles = update
-        .cycles_per_canister
-        .as_ref()
-        .map(|n| to_u128("cycles_per_canister", n))
-        .transpose()?;
-    let min_reserve = update
-        .min_reserve
-        .as_ref()
-        .map(|n| to_u128("min_reserve", n))
-        .transpose()?;
-    let alert_below = update
-        .alert_below
-        .as_ref()
-        .map(|n| to_u128("alert_below", n))
-        .transpose()?;
-    if cycles.is_some_and(|c| c < 500_000_000_000) {
-        return Err(FactoryError::invalid(
-            "cycles_per_canister",
-            "must cover the 500B creation fee",
-        ));
+fn check_range(field: &str, value: Option<u32>, min: u32, max: u32) -> FactoryResult<()> {
+    match value {
+        Some(v) if v < min || v > max => Err(FactoryError::invalid(
+            field,
+            format!("must be between {min} and {max}"),
+        )),
+        _ => Ok(()),
     }
-    if cycles.is_some_and(|c| c > CYCLES_PER_CANISTER_MAX) {
-        return Err(FactoryError::invalid(
-            "cycles_per_canister",
-            format!("must be at most {CYCLES_PER_CANISTER_MAX}"),
-        ));
-    }
-    for (field, value) in [("min_reserve", min_reserve), ("alert_below", alert_below)] {
-        if value.is_some_and(|v| v > CYCLES_SETTING_MAX) {
+}
+
+pub fn configure<R: Runtime>(
+    rt: &R,
+    update: FactoryConfigUpdate,
+) -> FactoryResult<FactoryConfigView> {
+    let cycles = |field: &str, n: &Option<candid::Nat>| -> FactoryResult<Option<u128>> {
+        let Some(v) = n.as_ref().map(|n| to_u128(field, n)).transpose()? else {
+            return Ok(None);
+        };
+        if v > CYCLES_SETTING_MAX {
             return Err(FactoryError::invalid(
                 field,
                 format!("must be at most {CYCLES_SETTING_MAX}"),
             ));
         }
-    }
-    if update
-        .max_concurrent_jobs
-        .is_some_and(|n| n == 0 || n > 100)
-    {
-        return Err(FactoryError::invalid(
-            "max_concurrent_jobs",
-            "must be between 1 and 100",
-        ));
-    }
-    if update.max_step_attempts.is_some_and(|n| n == 0 || n > 20) {
-        return Err(FactoryError::invalid(
-            "max_step_attempts",
-            "must be between 1 and 20",
-        ));
-    }
+        Ok(Some(v))
+    };
+    let min_reserve = cycles("min_reserve", &update.min_reserve)?;
+    let alert_below = cycles("alert_below", &update.alert_below)?;
+    let reserved_cycles_limit = cycles("reserved_cycles_limit", &update.reserved_cycles_limit)?;
+    check_range("runway_days", update.runway_days, 0, 3_650)?;
+    check_range(
+        "freezing_threshold_days",
+        update.freezing_threshold_days,
+        1,
+        365,
+    )?;
+    check_range("max_concurrent_jobs", update.max_concurrent_jobs, 1, 100)?;
+    check_range("max_step_attempts", update.max_step_attempts, 1, 20)?;
     if update
         .chunked_install_threshold
         .is_some_and(|n| n > 1_900_000)
@@ -384,7 +389,13 @@ pub fn configure(update: FactoryConfigUpdate, now: u64) -> FactoryResult<Factory
         ));
     }
     repo::update_state(|s| {
-        s.cycles_per_canister = cycles.unwrap_or(s.cycles_per_canister);
+        let mut f = s.funding();
+        f.runway_days = update.runway_days.unwrap_or(f.runway_days);
+        f.freezing_threshold_days = update
+            .freezing_threshold_days
+            .unwrap_or(f.freezing_threshold_days);
+        f.reserved_cycles_limit = reserved_cycles_limit.unwrap_or(f.reserved_cycles_limit);
+        s.funding = Some(f);
         s.min_reserve = min_reserve.unwrap_or(s.min_reserve);
         s.alert_below = alert_below.unwrap_or(s.alert_below);
         s.max_concurrent_jobs = update.max_concurrent_jobs.unwrap_or(s.max_concurrent_jobs);
@@ -393,7 +404,7 @@ pub fn configure(update: FactoryConfigUpdate, now: u64) -> FactoryResult<Factory
             .chunked_install_threshold
             .unwrap_or(s.chunked_install_threshold);
     });
-    check_reserve_alert(now);
+    check_reserve_alert(rt);
     Ok(config_view())
 }
 
@@ -414,41 +425,57 @@ pub fn set_enabled(enabled: bool) {
     }
 }
 
-pub fn reserve_status() -> ReserveStatus {
+/// The reserve's book figure and what of it the balance really backs.
+pub fn reserve_status<R: Runtime>(rt: &R) -> ReserveStatus {
     let s = repo::state();
+    let liquid = rt.liquid_balance();
+    let floor = funding::floor(rt.footprint());
+    let spendable = funding::spendable(s.reserve, liquid, floor);
     ReserveStatus {
         reserve: s.reserve.into(),
+        spendable: spendable.into(),
+        liquid_balance: liquid.into(),
+        floor: floor.into(),
         min_reserve: s.min_reserve.into(),
-        cycles_per_canister: s.cycles_per_canister.into(),
         alert_below: s.alert_below.into(),
         total_consumed: s.total_consumed.into(),
-        canister_balance: ic_cdk::api::canister_cycle_balance().into(),
-        low: s.reserve < s.alert_below,
+        low: spendable < s.alert_below,
+        unbacked: spendable < s.reserve,
     }
 }
 
-/// Records (and logs) an alert when the reserve crosses below the alert level; re-arms above it.
-pub fn check_reserve_alert(now: u64) {
+/// Records (and logs) an alert when the spendable reserve falls below the alert level, and again when
+/// the cause changes (the book figure is low, or the balance no longer backs it); re-arms above it.
+pub fn check_reserve_alert<R: Runtime>(rt: &R) {
     let s = repo::state();
-    if s.reserve < s.alert_below && !s.low_alerted {
-        super::log(&format!(
-            "ALERT: factory cycles reserve {} is below the alert level {}; top it up",
-            s.reserve, s.alert_below
-        ));
-        repo::record_alert(now, s.reserve, s.alert_below);
-        repo::update_state(|s| s.low_alerted = true);
-    } else if s.reserve >= s.alert_below && s.low_alerted {
-        repo::update_state(|s| s.low_alerted = false);
+    let status = reserve_status(rt);
+    let cause = match (status.low, status.unbacked) {
+        (false, _) => None,
+        (true, true) => Some(AlertCause::BalanceLow),
+        (true, false) => Some(AlertCause::ReserveLow),
+    };
+    if cause == s.alert_cause {
+        return;
     }
+    repo::update_state(|s| s.alert_cause = cause);
+    let Some(cause) = cause else {
+        return;
+    };
+    let spendable = to_u128("spendable", &status.spendable).unwrap_or(u128::MAX);
+    super::log(&format!(
+        "ALERT ({cause:?}): the factory can spend {spendable} cycles (reserve {}, liquid balance {}, floor {}), below the alert level {}; top it up",
+        s.reserve, status.liquid_balance, status.floor, s.alert_below
+    ));
+    repo::record_alert(rt.now(), cause, s.reserve, spendable, s.alert_below);
 }
 
 /// Adds the cycles attached to the call to the reserve (none are accepted if the sum would overflow).
-pub fn top_up(now: u64) -> FactoryResult<ReserveStatus> {
+pub fn top_up<R: Runtime>(rt: &R) -> FactoryResult<ReserveStatus> {
     let available = ic_cdk::api::msg_cycles_available();
     add_to_reserve(available)?;
     ic_cdk::api::msg_cycles_accept(available);
-    check_reserve_alert(now);
-    Ok(reserve_status())
+    check_reserve_alert(rt);
+    Ok(reserve_status(rt))
 }
 
 fn add_to_reserve(amount: u128) -> FactoryResult<()> {
@@ -465,24 +492,27 @@ fn add_to_reserve(amount: u128) -> FactoryResult<()> {
     Ok(())
 }
 
-/// Sets aside `amount` of the cycles the canister already holds (e.g. deposited with `deposit_cycles`).
-pub fn allocate(amount: candid::Nat, now: u64) -> FactoryResult<ReserveStatus> {
+/// Sets aside `amount` of the cycles the canister already holds (e.g. deposited with `deposit_cycles`):
+/// only what its liquid balance holds above the floor and beyond the reserve.
+pub fn allocate<R: Runtime>(rt: &R, amount: candid::Nat) -> FactoryResult<ReserveStatus> {
     let amount = to_u128("amount", &amount)?;
     let s = repo::state();
-    let balance = ic_cdk::api::canister_cycle_balance();
-    let free = balance.saturating_sub(s.reserve);
+    let above_floor = rt
+        .liquid_balance()
+        .saturating_sub(funding::floor(rt.footprint()));
+    let free = above_floor.saturating_sub(s.reserve);
     if amount > free {
         return Err(error(
             FactoryErrorKind::BalanceInsufficient {
                 balance: free.into(),
                 required: amount.into(),
             },
-            format!("only {free} cycles of the balance are not yet in the reserve"),
+            format!("only {free} cycles of the liquid balance above the floor are not yet in the reserve"),
         ));
     }
     add_to_reserve(amount)?;
-    check_reserve_alert(now);
-    Ok(reserve_status())
+    check_reserve_alert(rt);
+    Ok(reserve_status(rt))
 }
 
 pub fn alerts() -> Vec<ReserveAlert> {

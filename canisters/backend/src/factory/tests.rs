@@ -546,17 +546,157 @@ fn cleanup_of_a_canister_already_gone_or_given_away_forgets_the_job() {
     );
 }
 
+// ---- funding --------------------------------------------------------------------------------------
+
+const RESERVE: u128 = 100_000_000_000_000;
+
+/// The canister gets the first part at creation with the factory's settings, and the runway only after
+/// the handoff; the reserve pays for exactly what was sent, transmission included.
+#[test]
+fn the_canister_is_funded_in_two_parts() {
+    let fake = setup();
+    let job = drive(&fake);
+    assert_eq!(job.state, CreationState::Completed, "{:?}", job.last_error);
+    let funding = job.funding.clone().unwrap();
+    let plan = funding.plan;
+    assert!(plan.initial > 500_000_000_000 && plan.runway > 0);
+    let c = fake.canister(job.canister_id.unwrap());
+    assert_eq!(c.cycles, plan.initial + plan.runway);
+    assert_eq!(c.freezing_threshold, 30 * 86_400);
+    assert_eq!(funding.initial_paid, plan.initial);
+    assert_eq!(funding.runway_paid, plan.runway);
+    assert!(funding.transmission_paid > 0);
+    assert_eq!(
+        job.cycles_spent,
+        plan.initial + plan.runway + funding.transmission_paid
+    );
+    assert_eq!(repo::state().reserve, RESERVE - job.cycles_spent);
+    assert_eq!(repo::state().total_consumed, job.cycles_spent);
+    let entry = repo::registry_entry(job.canister_id.unwrap()).unwrap();
+    assert_eq!(entry.costs, Some(funding.costs()));
+    // The canister was handed over before the runway was deposited.
+    let calls = fake.calls.borrow();
+    let handoff = calls.iter().position(|m| m == "update_settings").unwrap();
+    let deposit = calls.iter().position(|m| m == "deposit_cycles").unwrap();
+    assert!(handoff < deposit, "{calls:?}");
+}
+
+/// A user who tampers before the handoff keeps the first part and gets no runway.
+#[test]
+fn a_tampering_user_gets_only_the_first_part() {
+    let fake = setup();
+    fake.on(
+        "import_finalize",
+        1,
+        Act::Meanwhile(|f| {
+            let id = f.only_canister();
+            f.user_installs(id, sha(b"the user's module"));
+        }),
+    );
+    let job = drive(&fake);
+    assert!(kind(&job).is_tamper(), "{:?}", kind(&job));
+    let funding = job.funding.unwrap();
+    assert_eq!(funding.runway_paid, 0);
+    assert_eq!(fake.count("deposit_cycles"), 0);
+    assert_eq!(
+        fake.canister(job.canister_id.unwrap()).cycles,
+        funding.plan.initial
+    );
+    assert_eq!(
+        repo::state().reserve,
+        RESERVE - funding.plan.initial - funding.transmission_paid
+    );
+}
+
+/// A refused deposit is given back to the reserve and retried; it is never paid twice.
+#[test]
+fn a_refused_runway_deposit_is_refunded_and_retried() {
+    let fake = setup();
+    fake.on("deposit_cycles", 1, Act::Reject(2));
+    let job = drive(&fake);
+    assert_eq!(job.state, CreationState::Completed, "{:?}", job.last_error);
+    assert_eq!(fake.count("deposit_cycles"), 2);
+    let plan = job.funding.clone().unwrap().plan;
+    assert_eq!(
+        fake.canister(job.canister_id.unwrap()).cycles,
+        plan.initial + plan.runway
+    );
+    assert_eq!(repo::state().reserve, RESERVE - job.cycles_spent);
+}
+
+/// A retry's reinstall finds the canister too poor to prepay its install: the factory tops it up first,
+/// from the reserve, and counts it in the first part.
+#[test]
+fn a_reinstall_is_topped_up_when_the_canister_cannot_prepay_it() {
+    let fake = setup();
+    fake.on("import_finalize", 1, Act::Reject(4));
+    let job = drive(&fake);
+    assert_eq!(job.state, CreationState::Failed);
+    let id = job.canister_id.unwrap();
+    fake.with(id, |c| c.cycles = 1_000);
+    service::retry(user(), fake.now(), false).unwrap();
+    let job = drive(&fake);
+    assert_eq!(job.state, CreationState::Completed, "{:?}", job.last_error);
+    let funding = job.funding.unwrap();
+    let floor = super::funding::install_floor(&funding.plan, &repo::state().funding());
+    assert_eq!(funding.initial_paid, funding.plan.initial + floor - 1_000);
+    assert_eq!(fake.count("deposit_cycles"), 2, "the top-up and the runway");
+    assert_eq!(fake.canister(id).cycles, floor + funding.plan.runway);
+    assert_eq!(repo::state().reserve, RESERVE - job.cycles_spent);
+}
+
+/// The user's view of a funding shortage names no balance; the admin's keeps the figures.
+#[test]
+fn users_see_no_balances() {
+    let fake = setup();
+    repo::update_state(|s| s.reserve = 1_000);
+    drive(&fake);
+    let mine = service::status(user()).unwrap().unwrap();
+    let e = mine.last_error.unwrap();
+    assert_eq!(e.kind, FactoryErrorKind::FundingUnavailable);
+    assert!(!e.message.contains("1000"), "{}", e.message);
+    let admins = repo::job(user()).unwrap().status();
+    assert!(matches!(
+        admins.last_error.unwrap().kind,
+        FactoryErrorKind::ReserveInsufficient { .. }
+    ));
+}
+
+/// The spendable reserve is bounded by the real balance above the floor, and says so.
+#[test]
+fn an_unbacked_reserve_is_reported_and_alerted() {
+    let fake = setup();
+    repo::update_state(|s| {
+        s.reserve = 18_000_000_000_000;
+        s.alert_below = 10_000_000_000_000;
+    });
+    fake.balance.set(1_200_000_000_000);
+    let status = service::reserve_status(&fake);
+    assert!(status.unbacked && status.low, "{status:?}");
+    assert!(status.spendable < 1_200_000_000_000u128);
+    service::check_reserve_alert(&fake);
+    let alerts = service::alerts();
+    assert_eq!(alerts.last().unwrap().cause, Some(AlertCause::BalanceLow));
+    // A job does not start on the book figure alone.
+    let job = drive(&fake);
+    assert!(matches!(
+        kind(&job),
+        FactoryErrorKind::ReserveInsufficient { .. }
+    ));
+    assert_eq!(fake.count("create_canister"), 0);
+}
+
 // ---- reserve arithmetic ---------------------------------------------------------------------------
 
 #[test]
 fn min_reserve_at_the_maximum_refuses_creation() {
     let fake = setup();
     service::configure(
+        &fake,
         FactoryConfigUpdate {
             min_reserve: Some(service::CYCLES_SETTING_MAX.into()),
             ..Default::default()
         },
-        START,
     )
     .unwrap();
     let too_much = FactoryConfigUpdate {
@@ -564,7 +704,7 @@ fn min_reserve_at_the_maximum_refuses_creation() {
         ..Default::default()
     };
     assert!(matches!(
-        service::configure(too_much, START),
+        service::configure(&fake, too_much),
         Err(FactoryError {
             kind: FactoryErrorKind::InvalidConfig { .. },
             ..
@@ -576,7 +716,7 @@ fn min_reserve_at_the_maximum_refuses_creation() {
         FactoryErrorKind::ReserveInsufficient { .. }
     ));
     assert_eq!(fake.count("create_canister"), 0);
-    assert_eq!(repo::state().reserve, 100_000_000_000_000);
+    assert_eq!(repo::state().reserve, RESERVE);
 }
 
 #[test]

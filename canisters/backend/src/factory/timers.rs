@@ -27,6 +27,7 @@ pub fn kick() {
 
 #[cfg(target_arch = "wasm32")]
 fn tick() {
+    super::service::check_reserve_alert(&IcRuntime);
     for task in driver::lease_runnable(ic_cdk::api::time()) {
         ic_cdk_timers::set_timer(Duration::ZERO, async move {
             driver::run(&IcRuntime, task).await;
@@ -35,13 +36,14 @@ fn tick() {
     }
 }
 
-/// Refuses an upgrade while create_canister is in flight: its reply would be lost with the heap, and
-/// with it the id of a canister the factory paid for. Stop the canister first, or retry shortly.
+/// Refuses an upgrade while create_canister or deposit_cycles is in flight: its reply would be lost
+/// with the heap, and with it the id of a canister the factory paid for (or the refund of a deposit).
+/// Stop the canister first, or retry shortly.
 pub fn guard_upgrade() {
     let n = driver::creates_in_flight();
     if n > 0 {
         ic_cdk::trap(format!(
-            "upgrade refused: {n} create_canister call(s) in flight; stop the backend first (stop_canister waits for them) or retry in a moment"
+            "upgrade refused: {n} create_canister or deposit_cycles call(s) in flight; stop the backend first (stop_canister waits for them) or retry in a moment"
         ));
     }
 }

@@ -3,14 +3,12 @@
 
 use super::witness::{canister_of, confirm, explain, import_call, personal};
 use super::{current, err, Cx, Halt, Step};
-use super::{
-    InFlight, BATCH_BYTES, BATCH_COUNT, CONNECTION_BATCH, OPERATING_MARGIN, PERSONAL_API_MAJOR,
-};
+use super::{InFlight, BATCH_BYTES, BATCH_COUNT, CONNECTION_BATCH, PERSONAL_API_MAJOR};
 use crate::factory::api::*;
 use crate::factory::control::Control;
-use crate::factory::repo::{self, BlobCursor, Custody, Job};
-use crate::factory::runtime::CallErr;
-use crate::factory::runtime::Runtime;
+use crate::factory::funding::{self, CapsuleSize};
+use crate::factory::repo::{self, BlobCursor, Custody, Job, JobFunding};
+use crate::factory::runtime::{CallErr, NewCanister, Runtime, DESTINATION_INVALID};
 use candid::Principal;
 use capsule::transfer::{
     export, ConnectionBatch, ImportAck, ImportBegin, ImportPhase, ImportStatus, MemoryBatch,
@@ -59,47 +57,49 @@ pub(super) async fn create_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> St
     }
     cx.failpoint("create.before").await?;
     let st = repo::state();
-    let cycles = st.cycles_per_canister;
+    let policy = st.funding();
+    let plan = funding::plan(capsule_size(job, st.wasm_len), &policy);
+    // The whole migration must be covered before it starts; only the first part is paid now.
+    let spendable = funding::spendable(
+        st.reserve,
+        cx.rt.liquid_balance(),
+        funding::floor(cx.rt.footprint()),
+    );
     // Saturating: a min_reserve at the top of the range must refuse, not wrap into a small number.
-    let required = st.min_reserve.saturating_add(cycles);
-    if st.reserve < required || required == u128::MAX {
-        let required = candid::Nat::from(st.min_reserve) + candid::Nat::from(cycles);
+    let required = st.min_reserve.saturating_add(plan.total());
+    if spendable < required || required == u128::MAX {
+        let required = candid::Nat::from(st.min_reserve) + candid::Nat::from(plan.total());
         return Err(err(
-            FactoryErrorKind::ReserveInsufficient { reserve: st.reserve.into(), required: required.clone() },
-            format!("the cycles reserve holds {} but a creation needs {} ({cycles} for the canister + {} minimum reserve); an admin must top it up", st.reserve, required.0, st.min_reserve),
+            FactoryErrorKind::ReserveInsufficient { reserve: spendable.into(), required: required.clone() },
+            format!("the factory can spend {spendable} cycles but this migration needs {} ({} for the canister, {} runway, {} transmission, {} minimum reserve); an admin must top up the reserve", required.0, plan.initial, plan.runway, plan.transmission, st.min_reserve),
         ).into());
     }
-    let balance = cx.rt.liquid_balance();
-    let needed = cycles.saturating_add(OPERATING_MARGIN);
-    if balance < needed {
-        return Err(err(
-            FactoryErrorKind::BalanceInsufficient {
-                balance: balance.into(),
-                required: needed.into(),
-            },
-            format!(
-                "the backend's cycle balance {balance} cannot fund a canister of {cycles} cycles"
-            ),
-        )
-        .into());
-    }
+    let cycles = plan.initial;
     // Earmark the cycles in the same message as the preflight, so concurrent jobs cannot overdraw.
     repo::update_state(|s| s.reserve -= cycles);
     job.create_in_flight = true;
+    job.funding = Some(JobFunding {
+        plan,
+        ..job.funding.clone().unwrap_or_default()
+    });
     cx.save(job)?;
     let user = job.user;
+    let new = NewCanister {
+        controllers: vec![cx.rt.factory(), user],
+        cycles,
+        freezing_threshold: policy.freezing_threshold_secs(),
+        reserved_cycles_limit: policy.reserved_cycles_limit,
+    };
     let created = {
         let _in_flight = InFlight::enter(user);
-        cx.rt
-            .create_canister(vec![cx.rt.factory(), user], cycles)
-            .await
+        cx.rt.create_canister(new).await
     };
     // The answer is a fact whatever happened to the job meanwhile: record it before anything else.
     record_created(user, &created, cx.rt.now(), cycles);
     cx.fresh()?;
     *job = repo::job(user).ok_or(Halt::Stale)?;
     let id = created?;
-    crate::factory::service::check_reserve_alert(cx.rt.now());
+    crate::factory::service::check_reserve_alert(cx.rt);
     if job.canister_id != Some(id) {
         // The job already had another canister (set by a task this one outlived): this one stays in
         // the registry, known and marked Failed, for an admin to delete.
@@ -107,6 +107,18 @@ pub(super) async fn create_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> St
     }
     cx.failpoint("create.after").await?;
     Ok(CreationState::Installing)
+}
+
+/// What the capsule the job moves weighs, from the manifest taken at export.
+fn capsule_size(job: &Job, wasm_bytes: u64) -> CapsuleSize {
+    let m = job.expected.clone().unwrap_or_default();
+    CapsuleSize {
+        bytes: m.blob_bytes + m.inline_bytes,
+        items: m.memories + m.connections,
+        // Every blob's last chunk may be partial: at most one more than the bytes need.
+        chunks: m.blob_bytes.div_ceil(capsule::limits::CHUNK_SIZE as u64) + m.blobs,
+        wasm_bytes,
+    }
 }
 
 /// Writes create_canister's outcome into the stored job and the registry, in the message of the reply.
@@ -126,6 +138,9 @@ pub(super) fn record_created(
                 Some(job) if job.canister_id.is_none() => {
                     job.canister_id = Some(*id);
                     job.cycles_spent = job.cycles_spent.saturating_add(cycles);
+                    job.funding
+                        .get_or_insert_with(Default::default)
+                        .initial_paid = cycles;
                     true
                 }
                 _ => false,
@@ -142,6 +157,7 @@ pub(super) fn record_created(
                 cycles_consumed: cycles.into(),
                 updated_at: now,
                 deleted: false,
+                costs: None,
             });
             repo::update_state(|s| s.total_consumed = s.total_consumed.saturating_add(cycles));
             crate::factory::admission::record_canister(user);
@@ -167,13 +183,13 @@ pub(super) async fn install_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> S
     };
     cx.failpoint("install.before").await?;
     confirm(cx, job, false).await?;
-    let installed = cx.rt.module_hash(id).await;
+    let status = cx.rt.canister_status(id).await;
     cx.fresh()?;
-    let installed = match installed {
-        Ok(h) => h,
+    let status = match status {
+        Ok(s) => s,
         Err(e) => return Err(explain(cx, job, e.into()).await),
     };
-    let mode = match installed {
+    let mode = match status.module_hash {
         None => Some(CanisterInstallMode::Install),
         // The module is the active one: reinstall unless the canister says nothing was imported yet.
         Some(hash) if hash == sha && import_untouched(cx, job).await? => None,
@@ -187,6 +203,7 @@ pub(super) async fn install_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> S
     if let Some(mode) = mode {
         job.cursor = Default::default();
         cx.save(job)?;
+        top_up_for_install(cx, job, id, status.cycles).await?;
         let init = capsule::transfer::PersonalInit {
             owner: job.user,
             importer: Some(cx.rt.factory()),
@@ -205,6 +222,54 @@ pub(super) async fn install_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> S
     confirm(cx, job, true).await?;
     check_version(cx, job).await?;
     Ok(CreationState::Importing)
+}
+
+/// Before an install (a retry's reinstall above all), tops the canister up to what the install needs:
+/// the IC refuses an install the canister cannot prepay. Paid from the reserve into the first part.
+async fn top_up_for_install<R: Runtime>(
+    cx: &Cx<'_, R>,
+    job: &mut Job,
+    id: Principal,
+    cycles: u128,
+) -> Step<()> {
+    let funding = job.funding.clone().unwrap_or_default();
+    let floor = funding::install_floor(&funding.plan, &repo::state().funding());
+    let Some(top) = floor.checked_sub(cycles).filter(|t| *t > 0) else {
+        return Ok(());
+    };
+    if repo::state().reserve < top {
+        return Err(err(
+            FactoryErrorKind::ReserveInsufficient {
+                reserve: repo::state().reserve.into(),
+                required: top.into(),
+            },
+            "the reserve cannot top the canister up for its install; an admin must top it up",
+        )
+        .into());
+    }
+    repo::update_state(|s| {
+        s.reserve -= top;
+        s.total_consumed = s.total_consumed.saturating_add(top);
+    });
+    let deposited = {
+        let _in_flight = InFlight::enter(job.user);
+        cx.rt.deposit_cycles(id, top).await
+    };
+    if deposited.is_err() {
+        repo::update_state(|s| {
+            s.reserve = s.reserve.saturating_add(top);
+            s.total_consumed = s.total_consumed.saturating_sub(top);
+        });
+    }
+    cx.fresh()?;
+    if let Err(e) = deposited {
+        return Err(explain(cx, job, e.into()).await);
+    }
+    let funding = job.funding.get_or_insert_with(Default::default);
+    funding.initial_paid = funding.initial_paid.saturating_add(top);
+    job.cycles_spent = job.cycles_spent.saturating_add(top);
+    cx.save(job)?;
+    Ok(())
 }
 
 /// Whether the installed personal canister has received nothing yet, for this user, from this factory.
@@ -399,8 +464,69 @@ pub(super) async fn verify_once<R: Runtime>(cx: &Cx<'_, R>, job: &mut Job) -> St
         job.handoff_done = true;
         cx.save(job)?;
     }
+    deposit_runway(cx, job, id).await?;
     capsule::service::set_status(user, CapsuleStatus::Migrated { canister_id: id });
     Ok(CreationState::Completed)
+}
+
+/// The second funding part, once the user holds the canister alone (deposit_cycles needs no
+/// controller): a user who tampered before the handoff never gets here. Paid at most once: marked
+/// paid before the call, given back to the reserve if the IC refused it.
+pub(super) async fn deposit_runway<R: Runtime>(
+    cx: &Cx<'_, R>,
+    job: &mut Job,
+    id: Principal,
+) -> Step<()> {
+    let funding = job.funding.clone().unwrap_or_default();
+    let runway = funding.plan.runway;
+    if funding.runway_paid > 0 || runway == 0 {
+        return Ok(());
+    }
+    cx.failpoint("runway.before").await?;
+    if repo::state().reserve < runway {
+        return Err(err(
+            FactoryErrorKind::ReserveInsufficient {
+                reserve: repo::state().reserve.into(),
+                required: runway.into(),
+            },
+            "the reserve cannot pay the canister's runway now; an admin must top it up",
+        )
+        .into());
+    }
+    repo::update_state(|s| {
+        s.reserve -= runway;
+        s.total_consumed = s.total_consumed.saturating_add(runway);
+    });
+    set_runway_paid(job, runway);
+    cx.save(job)?;
+    let deposited = {
+        let _in_flight = InFlight::enter(job.user);
+        cx.rt.deposit_cycles(id, runway).await
+    };
+    if deposited.is_err() {
+        // Refused: the cycles came back with the reject.
+        repo::update_state(|s| {
+            s.reserve = s.reserve.saturating_add(runway);
+            s.total_consumed = s.total_consumed.saturating_sub(runway);
+        });
+    }
+    cx.fresh()?;
+    let Err(e) = deposited else {
+        return Ok(());
+    };
+    set_runway_paid(job, 0);
+    cx.save(job)?;
+    if e.code == DESTINATION_INVALID {
+        // The user deleted the canister they now own: nothing to fund, the migration is done.
+        return Ok(());
+    }
+    Err(explain(cx, job, e.into()).await)
+}
+
+fn set_runway_paid(job: &mut Job, runway: u128) {
+    let funding = job.funding.get_or_insert_with(Default::default);
+    job.cycles_spent = job.cycles_spent - funding.runway_paid + runway;
+    funding.runway_paid = runway;
 }
 
 /// Checks the finalized copy, sets the controllers to {user} and confirms the handoff in the history.

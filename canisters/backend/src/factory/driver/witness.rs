@@ -5,7 +5,8 @@ use super::{err, Cx, Halt, Step};
 use super::{DECODING_QUOTA, SKIPPING_QUOTA};
 use crate::factory::api::*;
 use crate::factory::control::{self, Control};
-use crate::factory::repo::{Custody, Job};
+use crate::factory::funding;
+use crate::factory::repo::{self, Custody, Job};
 use crate::factory::runtime::Runtime;
 use candid::utils::ArgumentEncoder;
 use candid::CandidType;
@@ -86,12 +87,26 @@ pub(super) async fn personal<R: Runtime, A: ArgumentEncoder, T: CandidType + Des
 ) -> Step<T> {
     let id = canister_of(job)?;
     let arg = candid::encode_args(args).expect("encode arguments");
+    let sent = arg.len() + method.len();
     let reply = cx.rt.call_personal(id, method, arg).await;
+    let received = reply.as_ref().map_or(0, Vec::len);
+    pay_transmission(job, funding::transmission_fee(1, (sent + received) as u128));
     cx.fresh()?;
     match reply {
         Ok(bytes) => Ok(decode_reply(method, &bytes)?),
         Err(e) => Err(explain(cx, job, e.into()).await),
     }
+}
+
+/// A call's fees come out of the reserve (the backend's balance paid them), into the job's costs.
+fn pay_transmission(job: &mut Job, fee: u128) {
+    repo::update_state(|s| {
+        s.reserve = s.reserve.saturating_sub(fee);
+        s.total_consumed = s.total_consumed.saturating_add(fee);
+    });
+    let funding = job.funding.get_or_insert_with(Default::default);
+    funding.transmission_paid = funding.transmission_paid.saturating_add(fee);
+    job.cycles_spent = job.cycles_spent.saturating_add(fee);
 }
 
 /// An import call: the personal canister's typed error becomes `ImportRejected`.

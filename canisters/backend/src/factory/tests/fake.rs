@@ -2,7 +2,9 @@
 //! personal canisters that accept the import, and per-method scripts keyed by the call's occurrence.
 
 use crate::factory::api::*;
-use crate::factory::runtime::{CallErr, CanisterFacts, ChangeFact, ChangeWhat, Runtime};
+use crate::factory::runtime::{
+    CallErr, CanisterFacts, ChangeFact, ChangeWhat, NewCanister, Runtime, StatusFacts,
+};
 use candid::{Encode, Principal};
 use capsule::transfer::{ApiVersion, ImportAck, ImportPhase, ImportStatus};
 use capsule::Manifest;
@@ -62,6 +64,8 @@ pub(super) struct FakeCanister {
     pub(super) finalized: Option<Manifest>,
     pub(super) importer: Option<Principal>,
     pub(super) owner: Option<Principal>,
+    pub(super) cycles: u128,
+    pub(super) freezing_threshold: u64,
 }
 
 /// A scripted IC: a management canister over fake canisters, personal canisters that accept the
@@ -74,12 +78,15 @@ pub(super) struct Fake {
     pub(super) script: RefCell<BTreeMap<(String, u32), Act>>,
     pub(super) seen: RefCell<BTreeMap<String, u32>>,
     pub(super) calls: RefCell<Vec<String>>,
+    /// The factory's liquid balance.
+    pub(super) balance: Cell<u128>,
 }
 
 impl Fake {
     pub(super) fn new() -> Self {
         let f = Fake::default();
         f.now.set(START);
+        f.balance.set(1_000_000_000_000_000);
         f
     }
 
@@ -259,16 +266,15 @@ impl Runtime for Fake {
         factory()
     }
     fn liquid_balance(&self) -> u128 {
-        1_000_000_000_000_000
+        self.balance.get()
     }
     async fn failpoint(&self, site: &str) -> FactoryResult<()> {
         self.call(site, |_| Ok(())).map_err(FactoryError::from)
     }
-    async fn create_canister(
-        &self,
-        controllers: Vec<Principal>,
-        _cycles: u128,
-    ) -> Result<Principal, CallErr> {
+    fn footprint(&self) -> u64 {
+        100 << 20
+    }
+    async fn create_canister(&self, new: NewCanister) -> Result<Principal, CallErr> {
         self.call("create_canister", |f| {
             let id = Principal::from_slice(&[100 + f.canisters.borrow().len() as u8; 10]);
             let changes = vec![ChangeFact {
@@ -278,18 +284,34 @@ impl Runtime for Fake {
             f.canisters.borrow_mut().insert(
                 id,
                 FakeCanister {
-                    controllers,
+                    controllers: new.controllers,
                     changes,
+                    cycles: new.cycles,
+                    freezing_threshold: new.freezing_threshold,
                     ..Default::default()
                 },
             );
             Ok(id)
         })
     }
-    async fn module_hash(&self, id: Principal) -> Result<Option<Vec<u8>>, CallErr> {
+    async fn deposit_cycles(&self, id: Principal, cycles: u128) -> Result<(), CallErr> {
+        self.call("deposit_cycles", |f| {
+            let mut all = f.canisters.borrow_mut();
+            let c = all
+                .get_mut(&id)
+                .ok_or_else(|| reject("deposit_cycles", 3))?;
+            c.cycles += cycles;
+            Ok(())
+        })
+    }
+    async fn canister_status(&self, id: Principal) -> Result<StatusFacts, CallErr> {
         self.call("canister_status", |f| {
             f.controlled(id, factory())?;
-            Ok(f.canister(id).module)
+            let c = f.canister(id);
+            Ok(StatusFacts {
+                module_hash: c.module,
+                cycles: c.cycles,
+            })
         })
     }
     async fn canister_info(&self, id: Principal) -> Result<CanisterFacts, CallErr> {
