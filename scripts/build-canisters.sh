@@ -3,6 +3,8 @@
 #   target/canisters/<crate>.wasm                  default features
 #   target/canisters/<crate>+<features>.wasm       with --features (commas become '+')
 #   target/canisters/<crate>-nodefault[+...].wasm  with --no-default-features
+# and a gzipped copy of each (<name>.wasm.gz): the IC installs gzipped modules, and the backend is larger
+# than the 2 MiB an install message may carry.
 # Usage: scripts/build-canisters.sh [--features a,b] [--no-default-features] [crate ...]   (default: backend personal)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,5 +35,6 @@ for crate in "${crates[@]}"; do
   src="$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/$crate.wasm"
   dst="$out_dir/$crate$suffix.wasm"
   cp "$src" "$dst"
-  printf '%-48s %10d bytes\n' "${dst#"$PWD"/}" "$(stat -c %s "$dst")"
+  gzip -9 -n -c "$dst" > "$dst.gz"
+  printf '%-48s %10d bytes (gzipped %d)\n' "${dst#"$PWD"/}" "$(stat -c %s "$dst")" "$(stat -c %s "$dst.gz")"
 done

@@ -45,7 +45,10 @@ impl RunningSha256 {
     /// Absorbs whole blocks. Panics if `bytes` is not a multiple of 64 bytes long: callers feed
     /// only full chunks here.
     pub fn absorb(&mut self, bytes: &[u8]) {
-        assert!(bytes.len().is_multiple_of(BLOCK), "absorb takes whole 64-byte blocks");
+        assert!(
+            bytes.len().is_multiple_of(BLOCK),
+            "absorb takes whole 64-byte blocks"
+        );
         self.compress(bytes);
         self.len += bytes.len() as u64;
     }

@@ -29,6 +29,26 @@ fn post_upgrade() {
     capsule_start_timers();
 }
 
+/// Drops update ingress the canister would refuse anyway, before it costs the canister anything (a
+/// hostile co-controller could otherwise burn its cycles during the import): the import API from anyone
+/// but the importer (the factory is a canister, whose calls never pass here), other methods from anyone
+/// but the owner, and the owner's writes while the capsule is locked for the import. The methods check
+/// again.
+#[ic_cdk::inspect_message]
+fn inspect_message() {
+    let caller = ic_cdk::api::msg_caller();
+    let status = transfer::status();
+    let allowed = if ic_cdk::api::msg_method_name().starts_with("import_") {
+        Some(caller) == status.importer
+    } else {
+        Some(caller) == status.owner
+            && capsule::service::status_of(caller) != capsule::CapsuleStatus::Locked
+    };
+    if allowed {
+        ic_cdk::api::accept_message();
+    }
+}
+
 capsule::capsule_endpoints!();
 
 #[ic_cdk::query]

@@ -76,8 +76,8 @@ fn main() {
         },
     ];
     let only = std::env::args().nth(1);
-    println!("| capsule | memories | payload bytes | messages to personal | import bytes sent | wire/payload | instructions (backend + personal) | instr/byte | max instr/exec | max msg bytes | reserve cycles | backend cycles | peak backend heap | wall |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| capsule | memories | payload bytes | messages to personal | import bytes sent | wire/payload | instructions (backend + personal) | instr/byte | max instr/exec | max msg bytes | funding: initial + runway | transmission | reserve cycles | backend cycles | peak backend heap | wall |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for p in profiles
         .iter()
         .filter(|p| only.as_deref().is_none_or(|o| p.name.contains(o)))
@@ -231,6 +231,7 @@ fn run(p: &Profile) {
     r.unwrap();
     let mut peak_heap = 0;
     let mut state = CreationState::NotStarted;
+    let mut costs = None;
     for round in 0..1_000_000u64 {
         ic.tick();
         peak_heap = peak_heap.max(ic.heap_bytes(be).unwrap());
@@ -242,6 +243,7 @@ fn run(p: &Profile) {
             let (s,): (FactoryResult<Option<CreationStatus>>,) = decode_args(&b).unwrap();
             let s = s.unwrap().unwrap();
             state = s.state;
+            costs = s.costs;
             if !state.is_active() {
                 if state == CreationState::Failed {
                     panic!("{:?}", s.last_error);
@@ -324,8 +326,9 @@ fn run(p: &Profile) {
     );
     let reserve = reserve.unwrap();
     let balance1 = ic.cycle_balance(be).unwrap();
+    let costs = costs.expect("a completed job has its costs");
     println!(
-        "| {} | {} | {} | {} | {} | {:.4} | {} + {} | {:.1} | {} | {} | {} | {} | {} | {:.2?} |",
+        "| {} | {} | {} | {} | {} | {:.4} | {} + {} | {:.1} | {} | {} | {} + {} | {} | {} | {} | {} | {:.2?} |",
         p.name,
         p.inline + p.blobs,
         payload,
@@ -337,6 +340,9 @@ fn run(p: &Profile) {
         instr as f64 / payload.max(1) as f64,
         max_instr,
         max_msg,
+        costs.initial,
+        costs.runway,
+        costs.transmission,
         reserve.total_consumed,
         balance0 - balance1,
         peak_heap,

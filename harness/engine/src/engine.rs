@@ -538,11 +538,15 @@ impl Engine {
             let Some(c) = self.canisters.get(&canister) else {
                 return Err(Reject::ic(301, format!("Canister {canister} not found")));
             };
+            // A message sent as a canister stands for that canister's call, which the IC never runs
+            // inspect_message for: only ingress from users goes through it.
+            let from_canister = self.canisters.contains_key(&sender);
             let inspect = c
                 .inst
                 .as_ref()
                 .is_some_and(|i| i.compiled.info.has_inspect_message)
-                && c.status == Status::Running;
+                && c.status == Status::Running
+                && !from_canister;
             if inspect {
                 let mut call = ExecCall::new(
                     Kind::InspectMessage,
