@@ -237,29 +237,10 @@ async fn top_up_for_install<R: Runtime>(
     let Some(top) = floor.checked_sub(cycles).filter(|t| *t > 0) else {
         return Ok(());
     };
-    if repo::state().reserve < top {
-        return Err(err(
-            FactoryErrorKind::ReserveInsufficient {
-                reserve: repo::state().reserve.into(),
-                required: top.into(),
-            },
-            "the reserve cannot top the canister up for its install; an admin must top it up",
-        )
-        .into());
-    }
-    repo::update_state(|s| {
-        s.reserve -= top;
-        s.total_consumed = s.total_consumed.saturating_add(top);
-    });
-    let deposited = {
-        let _in_flight = InFlight::enter(job.user);
-        cx.rt.deposit_cycles(id, top).await
-    };
+    spend_reserve(top, "the top-up for the canister's install")?;
+    let deposited = deposit(cx, job.user, id, top).await;
     if deposited.is_err() {
-        repo::update_state(|s| {
-            s.reserve = s.reserve.saturating_add(top);
-            s.total_consumed = s.total_consumed.saturating_sub(top);
-        });
+        refund_reserve(top);
     }
     cx.fresh()?;
     if let Err(e) = deposited {
@@ -483,32 +464,13 @@ pub(super) async fn deposit_runway<R: Runtime>(
         return Ok(());
     }
     cx.failpoint("runway.before").await?;
-    if repo::state().reserve < runway {
-        return Err(err(
-            FactoryErrorKind::ReserveInsufficient {
-                reserve: repo::state().reserve.into(),
-                required: runway.into(),
-            },
-            "the reserve cannot pay the canister's runway now; an admin must top it up",
-        )
-        .into());
-    }
-    repo::update_state(|s| {
-        s.reserve -= runway;
-        s.total_consumed = s.total_consumed.saturating_add(runway);
-    });
+    spend_reserve(runway, "the canister's runway")?;
     set_runway_paid(job, runway);
     cx.save(job)?;
-    let deposited = {
-        let _in_flight = InFlight::enter(job.user);
-        cx.rt.deposit_cycles(id, runway).await
-    };
+    let deposited = deposit(cx, job.user, id, runway).await;
     if deposited.is_err() {
         // Refused: the cycles came back with the reject.
-        repo::update_state(|s| {
-            s.reserve = s.reserve.saturating_add(runway);
-            s.total_consumed = s.total_consumed.saturating_sub(runway);
-        });
+        refund_reserve(runway);
     }
     cx.fresh()?;
     let Err(e) = deposited else {
@@ -521,6 +483,44 @@ pub(super) async fn deposit_runway<R: Runtime>(
         return Ok(());
     }
     Err(explain(cx, job, e.into()).await)
+}
+
+/// Takes `amount` out of the reserve for `what`, or says why it cannot.
+fn spend_reserve(amount: u128, what: &str) -> Result<(), FactoryError> {
+    let reserve = repo::state().reserve;
+    if reserve < amount {
+        return Err(err(
+            FactoryErrorKind::ReserveInsufficient {
+                reserve: reserve.into(),
+                required: amount.into(),
+            },
+            format!("the reserve cannot pay {what} now; an admin must top it up"),
+        ));
+    }
+    repo::update_state(|s| {
+        s.reserve -= amount;
+        s.total_consumed = s.total_consumed.saturating_add(amount);
+    });
+    Ok(())
+}
+
+/// Gives back cycles that a refused call returned.
+fn refund_reserve(amount: u128) {
+    repo::update_state(|s| {
+        s.reserve = s.reserve.saturating_add(amount);
+        s.total_consumed = s.total_consumed.saturating_sub(amount);
+    });
+}
+
+/// `deposit_cycles`, marked in flight so that an upgrade waits for its reply (and its refund).
+async fn deposit<R: Runtime>(
+    cx: &Cx<'_, R>,
+    user: Principal,
+    id: Principal,
+    amount: u128,
+) -> Result<(), CallErr> {
+    let _in_flight = InFlight::enter(user);
+    cx.rt.deposit_cycles(id, amount).await
 }
 
 fn set_runway_paid(job: &mut Job, runway: u128) {
