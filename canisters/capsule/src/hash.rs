@@ -114,7 +114,9 @@ impl RunningSha256 {
 /// `RunningSha256` as stored in a record.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct StoredSha256 {
+    /// The eight state words, big-endian (32 bytes).
     pub state: ByteBuf,
+    /// Bytes absorbed, a multiple of 64.
     pub len: u64,
 }
 
