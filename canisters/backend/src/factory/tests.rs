@@ -645,6 +645,32 @@ fn a_reinstall_is_topped_up_when_the_canister_cannot_prepay_it() {
     assert_eq!(repo::state().reserve, RESERVE - job.cycles_spent);
 }
 
+/// The user drains the canister and installs their own code while the factory reads its balance before a
+/// reinstall: the history shows it before any top-up is paid, and no retry follows.
+#[test]
+fn a_user_who_drains_the_canister_before_a_reinstall_gets_no_top_up() {
+    let fake = setup();
+    fake.on("import_finalize", 1, Act::Reject(4));
+    let job = drive(&fake);
+    assert_eq!(job.state, CreationState::Failed);
+    fake.on(
+        "canister_status",
+        2,
+        Act::Meanwhile(|f| {
+            let id = f.only_canister();
+            f.with(id, |c| c.cycles = 0);
+            f.user_installs(id, sha(b"the user's module"));
+        }),
+    );
+    service::retry(user(), fake.now(), false).unwrap();
+    let job = drive(&fake);
+    assert!(kind(&job).is_tamper(), "{:?}", kind(&job));
+    assert_eq!(fake.count("deposit_cycles"), 0);
+    let funding = job.funding.unwrap();
+    assert_eq!(funding.initial_paid, funding.plan.initial);
+    assert_eq!(repo::state().reserve, RESERVE - job.cycles_spent);
+}
+
 /// The user's view of a funding shortage names no balance; the admin's keeps the figures.
 #[test]
 fn users_see_no_balances() {

@@ -237,6 +237,9 @@ async fn top_up_for_install<R: Runtime>(
     let Some(top) = floor.checked_sub(cycles).filter(|t| *t > 0) else {
         return Ok(());
     };
+    // The balance was read in an await: the user may have changed the canister since. Cycles go only
+    // into a canister whose history is still the factory's.
+    confirm(cx, job, false).await?;
     spend_reserve(top, "the top-up for the canister's install")?;
     let deposited = deposit(cx, job.user, id, top).await;
     if deposited.is_err() {
